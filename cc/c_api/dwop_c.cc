@@ -1,0 +1,190 @@
+#include "cc/c_api/dwop_c.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cc/kernels/cpu.h"
+#include "cc/kernels/geometry.h"
+#include "cc/kernels/reference.h"
+
+namespace dwop {
+namespace {
+
+dwop_status Report(const Status& status, char* error, size_t error_size) {
+  if (!status.ok() && error != nullptr && error_size > 0) {
+    const std::string& m = status.message();
+    const size_t n = std::min(m.size(), error_size - 1);
+    std::memcpy(error, m.data(), n);
+    error[n] = '\0';
+  }
+  return static_cast<dwop_status>(status.code());
+}
+
+// Copies a (pointer, count) pair from the C caller, rejecting the
+// inconsistent ones a hostile caller could pass.
+Status ReadArray(const char* name, const int64_t* data, int32_t count,
+                 std::vector<int64_t>* out) {
+  if (count < 0 || (count > 0 && data == nullptr)) {
+    return Status::InvalidArgument(std::string("dwop_problem.") + name +
+                                   " is NULL or has a negative count");
+  }
+  out->assign(data, data + count);
+  return Status::Ok();
+}
+
+Status ReadString(const char* name, const char* data, std::string* out) {
+  if (data == nullptr) {
+    return Status::InvalidArgument(std::string("dwop_problem.") + name +
+                                   " is NULL");
+  }
+  *out = data;
+  return Status::Ok();
+}
+
+Status Resolve(const dwop_problem* problem, Geometry* geo) {
+  if (problem == nullptr) return Status::InvalidArgument("problem is NULL");
+  if (problem->dtype < DWOP_HALF || problem->dtype > DWOP_DOUBLE) {
+    return Status::InvalidArgument("dwop_problem.dtype " +
+                                   std::to_string(problem->dtype) +
+                                   " is not a dwop_dtype");
+  }
+  OpAttrs attrs;
+  std::vector<int64_t> input, sizes, out_backprop;
+  DWOP_RETURN_IF_ERROR(
+      ReadArray("strides", problem->strides, problem->num_strides,
+                &attrs.strides));
+  DWOP_RETURN_IF_ERROR(ReadArray("explicit_paddings",
+                                 problem->explicit_paddings,
+                                 problem->num_explicit_paddings,
+                                 &attrs.explicit_paddings));
+  DWOP_RETURN_IF_ERROR(ReadArray("dilations", problem->dilations,
+                                 problem->num_dilations, &attrs.dilations));
+  DWOP_RETURN_IF_ERROR(ReadString("padding", problem->padding, &attrs.padding));
+  DWOP_RETURN_IF_ERROR(
+      ReadString("data_format", problem->data_format, &attrs.data_format));
+  DWOP_RETURN_IF_ERROR(ReadArray("input_shape", problem->input_shape,
+                                 problem->input_rank, &input));
+  DWOP_RETURN_IF_ERROR(ReadArray("filter_sizes", problem->filter_sizes,
+                                 problem->num_filter_sizes, &sizes));
+  DWOP_RETURN_IF_ERROR(ReadArray("out_backprop_shape",
+                                 problem->out_backprop_shape,
+                                 problem->out_backprop_rank, &out_backprop));
+  ConvAttrs conv;
+  DWOP_RETURN_IF_ERROR(ParseAttrs(attrs, &conv));
+  const int64_t num_sizes = static_cast<int64_t>(sizes.size());
+  return ComputeGeometry(
+      conv, ShapeRef{input.data(), static_cast<int>(input.size())},
+      ShapeRef{&num_sizes, 1}, sizes.data(),
+      ShapeRef{out_backprop.data(), static_cast<int>(out_backprop.size())},
+      geo);
+}
+
+Status MakeParams(const dwop_problem* problem, const void* input,
+                  const void* out_backprop, void* filter_backprop,
+                  FilterGradParams* params) {
+  DWOP_RETURN_IF_ERROR(Resolve(problem, &params->geo));
+  const Geometry& g = params->geo;
+  if ((g.input_elements() > 0 && input == nullptr) ||
+      (g.out_backprop_elements() > 0 && out_backprop == nullptr) ||
+      (g.filter_elements() > 0 && filter_backprop == nullptr)) {
+    return Status::InvalidArgument("a non-empty tensor's buffer is NULL");
+  }
+  params->dtype = static_cast<DType>(problem->dtype);
+  params->input = input;
+  params->out_backprop = out_backprop;
+  params->filter_backprop = filter_backprop;
+  return Status::Ok();
+}
+
+// A pool of plain threads pulling single units from a shared counter.
+ParallelFor ThreadsParallelFor(int32_t num_threads) {
+  if (num_threads <= 0) {
+    num_threads = static_cast<int32_t>(
+        std::max(1u, std::thread::hardware_concurrency()));
+  }
+  return [num_threads](int64_t n, int64_t,
+                       const std::function<void(int64_t, int64_t)>& fn) {
+    std::atomic<int64_t> next{0};
+    auto worker = [&] {
+      for (int64_t i = next++; i < n; i = next++) fn(i, i + 1);
+    };
+    const int64_t extra = std::min<int64_t>(num_threads, n) - 1;
+    std::vector<std::thread> threads;
+    for (int64_t t = 0; t < extra; ++t) threads.emplace_back(worker);
+    worker();
+    for (std::thread& t : threads) t.join();
+  };
+}
+
+// Heap memory for the kernel's scratch, 64-byte aligned as cpu.h requires.
+struct AlignedBuffer {
+  explicit AlignedBuffer(int64_t bytes)
+      : data(bytes > 0 ? std::aligned_alloc(64, (bytes + 63) / 64 * 64)
+                       : nullptr) {}
+  ~AlignedBuffer() { std::free(data); }
+  void* data;
+};
+
+}  // namespace
+}  // namespace dwop
+
+extern "C" {
+
+int32_t dwop_abi_version(void) { return DWOP_ABI_VERSION; }
+
+dwop_status dwop_validate(const dwop_problem* problem, dwop_geometry* geometry,
+                          char* error, size_t error_size) {
+  dwop::Geometry g;
+  dwop::Status status = dwop::Resolve(problem, &g);
+  if (status.ok() && geometry != nullptr) {
+    *geometry = dwop_geometry{g.batch,         g.in_rows,       g.in_cols,
+                              g.in_depth,      g.depth_multiplier,
+                              g.filter_rows,   g.filter_cols,   g.out_rows,
+                              g.out_cols,      g.stride_rows,   g.stride_cols,
+                              g.dilation_rows, g.dilation_cols, g.pad_top,
+                              g.pad_left,      g.layout == dwop::Layout::kNCHW};
+  }
+  return dwop::Report(status, error, error_size);
+}
+
+dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const void* input,
+                                 const void* out_backprop,
+                                 void* filter_backprop, int32_t num_threads,
+                                 char* error, size_t error_size) {
+  dwop::FilterGradParams params;
+  dwop::Status status =
+      dwop::MakeParams(problem, input, out_backprop, filter_backprop, &params);
+  if (status.ok()) {
+    const int64_t bytes = dwop::CpuWorkspaceBytes(params.geo, params.dtype);
+    dwop::AlignedBuffer workspace(bytes);
+    if (bytes > 0 && workspace.data == nullptr) {
+      status = dwop::Status::ResourceExhausted(
+          "could not allocate " + std::to_string(bytes) +
+          " bytes of CPU workspace");
+    } else {
+      status = dwop::RunCpu(params, workspace.data,
+                            dwop::ThreadsParallelFor(num_threads));
+    }
+  }
+  return dwop::Report(status, error, error_size);
+}
+
+dwop_status dwop_filter_grad_reference(const dwop_problem* problem,
+                                       const void* input,
+                                       const void* out_backprop,
+                                       void* filter_backprop, char* error,
+                                       size_t error_size) {
+  dwop::FilterGradParams params;
+  dwop::Status status =
+      dwop::MakeParams(problem, input, out_backprop, filter_backprop, &params);
+  if (status.ok()) status = dwop::RunReference(params);
+  return dwop::Report(status, error, error_size);
+}
+
+}  // extern "C"

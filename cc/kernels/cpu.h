@@ -1,0 +1,33 @@
+// The fast CPU filter gradient.
+#ifndef DWOP_CC_KERNELS_CPU_H_
+#define DWOP_CC_KERNELS_CPU_H_
+
+#include <cstdint>
+#include <functional>
+
+#include "cc/kernels/params.h"
+#include "cc/kernels/status.h"
+
+namespace dwop {
+
+// Runs fn(begin, end) over disjoint ranges covering [0, n), possibly
+// concurrently; returns when all are done. cost_per_unit is a rough cycle count
+// per unit that lets the pool pick a grain. The glue supplies it: TensorFlow's
+// intra-op pool (cc/tf) or plain std::threads (cc/c_api).
+using ParallelFor = std::function<void(
+    int64_t n, int64_t cost_per_unit,
+    const std::function<void(int64_t begin, int64_t end)>& fn)>;
+
+// Scratch the kernel needs for `geo` and `dtype`, in bytes; 0 is possible.
+int64_t CpuWorkspaceBytes(const Geometry& geo, DType dtype);
+
+// Computes params.filter_backprop, writing every element (zeros when there is
+// nothing to sum). `workspace` holds CpuWorkspaceBytes() bytes, 64-byte
+// aligned. The result is bitwise identical whatever the pool does: work is
+// split in chunks that depend only on the geometry and reduced in a fixed order.
+Status RunCpu(const FilterGradParams& params, void* workspace,
+              const ParallelFor& parallel_for);
+
+}  // namespace dwop
+
+#endif  // DWOP_CC_KERNELS_CPU_H_

@@ -1,0 +1,72 @@
+// Validation and shape arithmetic of DepthwiseConv2dBackpropFilter: the single
+// source of truth for every device and every entry point (TensorFlow CPU and
+// GPU kernels, the C ABI). Nothing else in dwop computes output sizes or pads.
+#ifndef DWOP_CC_KERNELS_GEOMETRY_H_
+#define DWOP_CC_KERNELS_GEOMETRY_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cc/kernels/params.h"
+#include "cc/kernels/status.h"
+
+namespace dwop {
+
+// Largest filter gradient dwop computes. A depthwise filter this large (8 GiB
+// of float32) is never a real layer; refusing it early turns a fuzzer's
+// filter_sizes into a clear error instead of a giant allocation.
+constexpr int64_t kMaxFilterElements = (int64_t{1} << 31) - 1;
+
+enum class Padding : int32_t { kSame = 0, kValid = 1, kExplicit = 2 };
+
+// The op's attributes exactly as the user gave them.
+struct OpAttrs {
+  std::vector<int64_t> strides;
+  std::string padding;
+  std::vector<int64_t> explicit_paddings;
+  std::string data_format;
+  std::vector<int64_t> dilations;
+};
+
+// The attributes after validation, in spatial terms.
+struct ConvAttrs {
+  Layout layout = Layout::kNHWC;
+  Padding padding = Padding::kValid;
+  int64_t stride_rows = 1;
+  int64_t stride_cols = 1;
+  int64_t dilation_rows = 1;
+  int64_t dilation_cols = 1;
+  // Only meaningful for Padding::kExplicit.
+  int64_t pad_top = 0;
+  int64_t pad_bottom = 0;
+  int64_t pad_left = 0;
+  int64_t pad_right = 0;
+};
+
+// A tensor's dimensions as the glue sees them (any rank, unchecked).
+struct ShapeRef {
+  const int64_t* dims = nullptr;
+  int rank = 0;
+};
+
+// Validates the attributes (lengths, batch/depth entries, signs, enums).
+// Every error is kInvalidArgument and names the attribute, its value and what
+// was expected. Safe on any input.
+Status ParseAttrs(const OpAttrs& attrs, ConvAttrs* out);
+
+// Validates the three inputs against each other and the attributes, and
+// resolves the output size and padding. `filter_sizes` points to the values of
+// the filter_sizes tensor, whose shape is `filter_sizes_shape` (the values are
+// only read once that shape is known to be [4]). On success `geo` satisfies
+// every REQUIRES of Geometry. Safe on any input: all arithmetic is checked.
+Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
+                       ShapeRef filter_sizes_shape, const int64_t* filter_sizes,
+                       ShapeRef out_backprop, Geometry* geo);
+
+// "[1,2,3]"; used in messages.
+std::string FormatDims(const int64_t* dims, int64_t size);
+
+}  // namespace dwop
+
+#endif  // DWOP_CC_KERNELS_GEOMETRY_H_

@@ -1,0 +1,82 @@
+// The one contract between the glue (TensorFlow, the C ABI) and the kernels.
+//
+// Everything here is plain data: no framework types, no allocation. The glue
+// validates the op's arguments once (geometry.h), fills a FilterGradParams and
+// hands it to a kernel (reference.h, cpu.h, cuda.h). Kernels may assume every
+// invariant documented below holds.
+#ifndef DWOP_CC_KERNELS_PARAMS_H_
+#define DWOP_CC_KERNELS_PARAMS_H_
+
+#include <cstdint>
+
+namespace dwop {
+
+enum class DType : int32_t { kHalf = 0, kBfloat16 = 1, kFloat = 2, kDouble = 3 };
+enum class Layout : int32_t { kNHWC = 0, kNCHW = 1 };
+
+// Bytes per element of a DType.
+inline int64_t DTypeSize(DType dtype) {
+  return dtype == DType::kDouble ? 8 : dtype == DType::kFloat ? 4 : 2;
+}
+
+// The resolved shape of one depthwise filter-gradient problem.
+//
+//   input         [N, H, W, C]          (NHWC) or [N, C, H, W]          (NCHW)
+//   out_backprop  [N, OH, OW, C*M]      (NHWC) or [N, C*M, OH, OW]      (NCHW)
+//   filter_grad   [KH, KW, C, M]        (both layouts)
+//
+//   filter_grad[kh, kw, c, m] = sum over n, oh, ow of
+//       input[n, oh*stride_rows + kh*dilation_rows - pad_top,
+//                ow*stride_cols + kw*dilation_cols - pad_left, c]
+//     * out_backprop[n, oh, ow, c*M + m]
+//
+// where input positions outside [0, H) x [0, W) count as zero. Bottom and right
+// padding are implicit in out_rows/out_cols.
+//
+// REQUIRES (guaranteed by ComputeGeometry): every size >= 0; strides and
+// dilations >= 1; pads >= 0; every element count and every byte size of the
+// three tensors fits in int64; filter_grad has fewer than 2^31 elements.
+struct Geometry {
+  int64_t batch = 0;
+  int64_t in_rows = 0;
+  int64_t in_cols = 0;
+  int64_t in_depth = 0;
+  int64_t depth_multiplier = 0;
+  int64_t filter_rows = 0;
+  int64_t filter_cols = 0;
+  int64_t out_rows = 0;
+  int64_t out_cols = 0;
+  int64_t stride_rows = 1;
+  int64_t stride_cols = 1;
+  int64_t dilation_rows = 1;
+  int64_t dilation_cols = 1;
+  int64_t pad_top = 0;
+  int64_t pad_left = 0;
+  Layout layout = Layout::kNHWC;
+
+  int64_t out_depth() const { return in_depth * depth_multiplier; }
+  int64_t input_elements() const {
+    return batch * in_rows * in_cols * in_depth;
+  }
+  int64_t out_backprop_elements() const {
+    return batch * out_rows * out_cols * out_depth();
+  }
+  int64_t filter_elements() const {
+    return filter_rows * filter_cols * in_depth * depth_multiplier;
+  }
+};
+
+// One call: the geometry, the element type shared by all three tensors, and
+// dense row-major buffers in the layouts described above. For the CUDA kernels
+// the pointers are device pointers.
+struct FilterGradParams {
+  Geometry geo;
+  DType dtype = DType::kFloat;
+  const void* input = nullptr;
+  const void* out_backprop = nullptr;
+  void* filter_backprop = nullptr;
+};
+
+}  // namespace dwop
+
+#endif  // DWOP_CC_KERNELS_PARAMS_H_

@@ -1,0 +1,146 @@
+// The OpKernel: attributes are parsed in the constructor, shapes validated in
+// Compute (both by cc/kernels/geometry.h, shared with every device), then a
+// device launcher runs the framework-free kernel.
+#include <cstdint>
+#include <vector>
+
+#include "cc/kernels/cpu.h"
+#include "cc/kernels/geometry.h"
+#include "cc/kernels/params.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/register_types.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/framework/types.h"
+#include "tensorflow/core/platform/threadpool.h"
+
+namespace tensorflow {
+namespace dwop {
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+
+absl::Status ToTf(const ::dwop::Status& status) {
+  switch (status.code()) {
+    case ::dwop::Status::kOk:
+      return absl::OkStatus();
+    case ::dwop::Status::kInvalidArgument:
+      return absl::InvalidArgumentError(status.message());
+    case ::dwop::Status::kResourceExhausted:
+      return absl::ResourceExhaustedError(status.message());
+    case ::dwop::Status::kInternal:
+      return absl::InternalError(status.message());
+  }
+  return absl::InternalError(status.message());
+}
+
+template <typename T>
+constexpr ::dwop::DType DTypeOf();
+template <>
+constexpr ::dwop::DType DTypeOf<Eigen::half>() { return ::dwop::DType::kHalf; }
+template <>
+constexpr ::dwop::DType DTypeOf<bfloat16>() { return ::dwop::DType::kBfloat16; }
+template <>
+constexpr ::dwop::DType DTypeOf<float>() { return ::dwop::DType::kFloat; }
+template <>
+constexpr ::dwop::DType DTypeOf<double>() { return ::dwop::DType::kDouble; }
+
+// Runs the kernel of one device on validated params. Specialised per device.
+template <typename Device>
+struct Launcher;
+
+template <>
+struct Launcher<CPUDevice> {
+  static absl::Status Run(OpKernelContext* ctx,
+                          const ::dwop::FilterGradParams& params) {
+    const int64_t bytes = ::dwop::CpuWorkspaceBytes(params.geo, params.dtype);
+    Tensor workspace;
+    if (bytes > 0) {
+      TF_RETURN_IF_ERROR(
+          ctx->allocate_temp(DT_INT8, TensorShape({bytes}), &workspace));
+    }
+    thread::ThreadPool* pool =
+        ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    const ::dwop::ParallelFor parallel_for =
+        [pool](int64_t n, int64_t cost,
+               const std::function<void(int64_t, int64_t)>& fn) {
+          pool->ParallelFor(
+              n, thread::ThreadPool::SchedulingParams::Adaptive(cost), fn);
+        };
+    return ToTf(::dwop::RunCpu(
+        params, bytes > 0 ? workspace.flat<int8_t>().data() : nullptr,
+        parallel_for));
+  }
+};
+
+template <typename Device, typename T>
+class DepthwiseConv2dBackpropFilterOp : public OpKernel {
+ public:
+  explicit DepthwiseConv2dBackpropFilterOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    ::dwop::OpAttrs attrs;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("strides", &attrs.strides));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("padding", &attrs.padding));
+    OP_REQUIRES_OK(ctx,
+                   ctx->GetAttr("explicit_paddings", &attrs.explicit_paddings));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("data_format", &attrs.data_format));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("dilations", &attrs.dilations));
+    OP_REQUIRES_OK(ctx, ToTf(::dwop::ParseAttrs(attrs, &attrs_)));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& input = ctx->input(0);
+    const Tensor& filter_sizes = ctx->input(1);
+    const Tensor& out_backprop = ctx->input(2);
+
+    const auto input_dims = input.shape().dim_sizes();
+    const auto out_backprop_dims = out_backprop.shape().dim_sizes();
+    const auto sizes_dims = filter_sizes.shape().dim_sizes();
+    std::vector<int64_t> sizes;
+    if (filter_sizes.dims() == 1) {
+      sizes.resize(filter_sizes.NumElements());
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        sizes[i] = filter_sizes.dtype() == DT_INT32
+                       ? filter_sizes.flat<int32_t>()(i)
+                       : filter_sizes.flat<int64_t>()(i);
+      }
+    }
+    ::dwop::FilterGradParams params;
+    OP_REQUIRES_OK(
+        ctx, ToTf(::dwop::ComputeGeometry(
+                 attrs_,
+                 {input_dims.data(), static_cast<int>(input_dims.size())},
+                 {sizes_dims.data(), static_cast<int>(sizes_dims.size())},
+                 sizes.data(),
+                 {out_backprop_dims.data(),
+                  static_cast<int>(out_backprop_dims.size())},
+                 &params.geo)));
+
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(
+                            0, TensorShape({sizes[0], sizes[1], sizes[2],
+                                            sizes[3]}),
+                            &output));
+    params.dtype = DTypeOf<T>();
+    params.input = input.flat<T>().data();
+    params.out_backprop = out_backprop.flat<T>().data();
+    params.filter_backprop = output->flat<T>().data();
+    OP_REQUIRES_OK(ctx, Launcher<Device>::Run(ctx, params));
+  }
+
+ private:
+  ::dwop::ConvAttrs attrs_;
+};
+
+#define DWOP_REGISTER_CPU(T)                                        \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropFilter") \
+                              .Device(DEVICE_CPU)                   \
+                              .TypeConstraint<T>("T"),              \
+                          DepthwiseConv2dBackpropFilterOp<CPUDevice, T>);
+TF_CALL_half(DWOP_REGISTER_CPU);
+TF_CALL_bfloat16(DWOP_REGISTER_CPU);
+TF_CALL_float(DWOP_REGISTER_CPU);
+TF_CALL_double(DWOP_REGISTER_CPU);
+#undef DWOP_REGISTER_CPU
+
+}  // namespace dwop
+}  // namespace tensorflow

@@ -1,0 +1,64 @@
+"""Finds and loads dwop's op library once, refusing a mismatched build."""
+
+import os
+import re
+import threading
+
+import tensorflow as tf
+
+LIBRARY_NAME = "_dwop_ops.so"
+# Environment variable naming an explicit library path (e.g. a Bazel build).
+LIBRARY_ENV = "DWOP_LIBRARY"
+# The build stamps this marker, followed by the TensorFlow version it was
+# compiled against, into the library (cc/tf/ops.cc); reading it before loading
+# avoids dlopen-ing a library whose C++ ABI does not match.
+_VERSION_MARKER = re.compile(rb"DWOP_BUILT_AGAINST_TENSORFLOW=([0-9A-Za-z.\-+]+)\0")
+
+_REBUILD_HINT = (
+    "Rebuild it against this TensorFlow: run `make build` in the dwop source "
+    "tree, or `pip install --no-build-isolation --force-reinstall .` there.")
+
+_lock = threading.Lock()
+_module = None
+
+
+class LibraryError(ImportError):
+  """dwop's op library is missing or was built for another TensorFlow."""
+
+
+def library_path():
+  """Returns the path of the op library that `load()` uses."""
+  explicit = os.environ.get(LIBRARY_ENV)
+  if explicit:
+    return explicit
+  return os.path.join(os.path.dirname(os.path.abspath(__file__)), LIBRARY_NAME)
+
+
+def built_against(path):
+  """Returns the TensorFlow version stamped into the library at `path`."""
+  with open(path, "rb") as f:
+    match = _VERSION_MARKER.search(f.read())
+  return match.group(1).decode() if match else None
+
+
+def _load():
+  path = library_path()
+  if not os.path.isfile(path):
+    raise LibraryError(f"dwop's op library was not found at {path}. "
+                       + _REBUILD_HINT)
+  version = built_against(path)
+  if version != tf.__version__:
+    raise LibraryError(
+        f"dwop's op library {path} was built against TensorFlow {version}, "
+        f"but TensorFlow {tf.__version__} is imported. " + _REBUILD_HINT)
+  return tf.load_op_library(path)
+
+
+def load():
+  """Loads the op library on first use and returns its generated module."""
+  global _module
+  if _module is None:
+    with _lock:
+      if _module is None:
+        _module = _load()
+  return _module
