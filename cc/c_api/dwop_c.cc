@@ -4,8 +4,12 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <cstdint>
 #include <exception>
+#include <functional>
+#include <new>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -15,6 +19,9 @@
 
 namespace dwop {
 namespace {
+
+// Upper bound on the threads one dwop_filter_grad_cpu call starts.
+constexpr int32_t kMaxThreads = 256;
 
 dwop_status Report(const Status& status, char* error, size_t error_size) {
   if (!status.ok() && error != nullptr && error_size > 0) {
@@ -90,10 +97,19 @@ Status MakeParams(const dwop_problem* problem, const void* input,
                   FilterGradParams* params) {
   DWOP_RETURN_IF_ERROR(Resolve(problem, &params->geo));
   const Geometry& g = params->geo;
-  if ((g.input_elements() > 0 && input == nullptr) ||
-      (g.out_backprop_elements() > 0 && out_backprop == nullptr) ||
-      (g.filter_elements() > 0 && filter_backprop == nullptr)) {
-    return Status::InvalidArgument("a non-empty tensor's buffer is NULL");
+  const struct {
+    const char* name;
+    const void* data;
+    int64_t elements;
+  } buffers[] = {{"input", input, g.input_elements()},
+                 {"out_backprop", out_backprop, g.out_backprop_elements()},
+                 {"filter_backprop", filter_backprop, g.filter_elements()}};
+  for (const auto& b : buffers) {
+    if (b.elements > 0 && b.data == nullptr) {
+      return Status::InvalidArgument(
+          std::string(b.name) + " is NULL but has " +
+          std::to_string(b.elements) + " elements");
+    }
   }
   params->dtype = static_cast<DType>(problem->dtype);
   params->input = input;
@@ -102,12 +118,15 @@ Status MakeParams(const dwop_problem* problem, const void* input,
   return Status::Ok();
 }
 
-// A pool of plain threads pulling single units from a shared counter.
+// A pool of plain threads pulling single units from a shared counter. A
+// hostile num_threads is clamped: the result does not depend on it, and
+// millions of threads would only exhaust the process.
 ParallelFor ThreadsParallelFor(int32_t num_threads) {
   if (num_threads <= 0) {
     num_threads = static_cast<int32_t>(
         std::max(1u, std::thread::hardware_concurrency()));
   }
+  num_threads = std::min(num_threads, kMaxThreads);
   return [num_threads](int64_t n, int64_t,
                        const std::function<void(int64_t, int64_t)>& fn) {
     std::atomic<int64_t> next{0};
@@ -116,20 +135,55 @@ ParallelFor ThreadsParallelFor(int32_t num_threads) {
     };
     const int64_t extra = std::min<int64_t>(num_threads, n) - 1;
     std::vector<std::thread> threads;
-    for (int64_t t = 0; t < extra; ++t) threads.emplace_back(worker);
+    if (extra > 0) threads.reserve(extra);
+    try {
+      for (int64_t t = 0; t < extra; ++t) threads.emplace_back(worker);
+    } catch (const std::system_error&) {
+      // Fewer threads than asked for: the calling thread and those started
+      // still do every unit, and the result does not depend on the count.
+    }
     worker();
     for (std::thread& t : threads) t.join();
   };
 }
 
+// Handles the problems no kernel needs to see (see NothingToSum): writes the
+// zero gradient and returns true.
+bool HandledWithoutKernel(const FilterGradParams& params) {
+  if (!NothingToSum(params.geo)) return false;
+  const int64_t elements = params.geo.filter_elements();
+  if (elements > 0) {
+    std::memset(params.filter_backprop, 0,
+                static_cast<size_t>(elements * DTypeSize(params.dtype)));
+  }
+  return true;
+}
+
 // Heap memory for the kernel's scratch, 64-byte aligned as cpu.h requires.
 struct AlignedBuffer {
   explicit AlignedBuffer(int64_t bytes)
-      : data(bytes > 0 ? std::aligned_alloc(64, (bytes + 63) / 64 * 64)
-                       : nullptr) {}
+      : data(bytes > 0 && bytes <= INT64_MAX - 63
+                 ? std::aligned_alloc(64, (bytes + 63) / 64 * 64)
+                 : nullptr) {}
   ~AlignedBuffer() { std::free(data); }
   void* data;
 };
+
+// Runs `body` (which returns a Status) so that no C++ exception crosses the C
+// ABI: std::bad_alloc from copying a hostile problem, std::system_error when
+// threads cannot be started, anything else a kernel throws.
+template <typename Body>
+Status Guarded(Body body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("out of memory");
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("unexpected exception: ") + e.what());
+  } catch (...) {
+    return Status::Internal("unexpected exception");
+  }
+}
 
 }  // namespace
 }  // namespace dwop
@@ -141,7 +195,8 @@ int32_t dwop_abi_version(void) { return DWOP_ABI_VERSION; }
 dwop_status dwop_validate(const dwop_problem* problem, dwop_geometry* geometry,
                           char* error, size_t error_size) {
   dwop::Geometry g;
-  dwop::Status status = dwop::Resolve(problem, &g);
+  dwop::Status status =
+      dwop::Guarded([&] { return dwop::Resolve(problem, &g); });
   if (status.ok() && geometry != nullptr) {
     *geometry = dwop_geometry{g.batch,         g.in_rows,       g.in_cols,
                               g.in_depth,      g.depth_multiplier,
@@ -157,21 +212,21 @@ dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const void* input,
                                  const void* out_backprop,
                                  void* filter_backprop, int32_t num_threads,
                                  char* error, size_t error_size) {
-  dwop::FilterGradParams params;
-  dwop::Status status =
-      dwop::MakeParams(problem, input, out_backprop, filter_backprop, &params);
-  if (status.ok()) {
+  const dwop::Status status = dwop::Guarded([&] {
+    dwop::FilterGradParams params;
+    DWOP_RETURN_IF_ERROR(dwop::MakeParams(problem, input, out_backprop,
+                                          filter_backprop, &params));
+    if (dwop::HandledWithoutKernel(params)) return dwop::Status::Ok();
     const int64_t bytes = dwop::CpuWorkspaceBytes(params.geo, params.dtype);
     dwop::AlignedBuffer workspace(bytes);
     if (bytes > 0 && workspace.data == nullptr) {
-      status = dwop::Status::ResourceExhausted(
+      return dwop::Status::ResourceExhausted(
           "could not allocate " + std::to_string(bytes) +
           " bytes of CPU workspace");
-    } else {
-      status = dwop::RunCpu(params, workspace.data,
-                            dwop::ThreadsParallelFor(num_threads));
     }
-  }
+    return dwop::RunCpu(params, workspace.data,
+                        dwop::ThreadsParallelFor(num_threads));
+  });
   return dwop::Report(status, error, error_size);
 }
 
@@ -180,10 +235,13 @@ dwop_status dwop_filter_grad_reference(const dwop_problem* problem,
                                        const void* out_backprop,
                                        void* filter_backprop, char* error,
                                        size_t error_size) {
-  dwop::FilterGradParams params;
-  dwop::Status status =
-      dwop::MakeParams(problem, input, out_backprop, filter_backprop, &params);
-  if (status.ok()) status = dwop::RunReference(params);
+  const dwop::Status status = dwop::Guarded([&] {
+    dwop::FilterGradParams params;
+    DWOP_RETURN_IF_ERROR(dwop::MakeParams(problem, input, out_backprop,
+                                          filter_backprop, &params));
+    if (dwop::HandledWithoutKernel(params)) return dwop::Status::Ok();
+    return dwop::RunReference(params);
+  });
   return dwop::Report(status, error, error_size);
 }
 

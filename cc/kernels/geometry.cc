@@ -183,14 +183,21 @@ Status OutputSize(const DimSpec& d, Padding padding, int64_t* out,
   return Status::Ok();
 }
 
-// Product of a shape's dimensions times `element_bytes`, or an error when it
-// does not fit in int64.
+// The number of elements of a shape, or an error when the product of its
+// non-zero dimensions (or that product in bytes) does not fit in int64. A zero
+// dimension does not excuse the others: [2,0,2^62,2^62] is refused although it
+// holds nothing, so that every product of any subset of a validated tensor's
+// dimensions, in any order, fits in int64 (params.h relies on this).
 Status CheckedSize(const char* name, ShapeRef shape, int64_t* elements) {
   int64_t n = 1;
+  bool empty = false;
   for (int i = 0; i < shape.rank; ++i) {
-    if (!CheckedMul(n, shape.dims[i], &n)) {
+    if (shape.dims[i] == 0) {
+      empty = true;
+    } else if (!CheckedMul(n, shape.dims[i], &n)) {
       return Invalid(std::string(name) + " shape " + FormatShape(shape) +
-                     " has more elements than int64 can count");
+                     " is too large: the product of its dimensions overflows "
+                     "int64");
     }
   }
   int64_t bytes;
@@ -198,7 +205,7 @@ Status CheckedSize(const char* name, ShapeRef shape, int64_t* elements) {
     return Invalid(std::string(name) + " shape " + FormatShape(shape) +
                    " is too large: its size in bytes overflows int64");
   }
-  *elements = n;
+  *elements = empty ? 0 : n;
   return Status::Ok();
 }
 
@@ -317,7 +324,8 @@ Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
                    ", data_format " + LayoutName(layout) + "), but got " +
                    shown_sizes);
   }
-  const int64_t out_depth = in_depth * multiplier;  // <= filter_elements
+  // Cannot overflow: a sub-product of filter_sizes' dimensions, checked above.
+  const int64_t out_depth = in_depth * multiplier;
   if (out_backprop.dims[depth] != out_depth) {
     return Invalid("out_backprop depth must be in_depth * depth_multiplier = " +
                    Str(in_depth) + " * " + Str(multiplier) + " = " +

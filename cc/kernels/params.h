@@ -34,8 +34,12 @@ inline int64_t DTypeSize(DType dtype) {
 // padding are implicit in out_rows/out_cols.
 //
 // REQUIRES (guaranteed by ComputeGeometry): every size >= 0; strides and
-// dilations >= 1; pads >= 0; every element count and every byte size of the
-// three tensors fits in int64; filter_grad has fewer than 2^31 elements.
+// dilations >= 1; pads >= 0; for each of the three tensors, the product of any
+// subset of its dimensions, in any order, fits in int64 (so do the byte sizes);
+// filter_grad has at most 2^28 elements (kMaxFilterElements). Products ACROSS
+// tensors (out_rows * filter_rows, the flop count) are not bounded, above all
+// when a tensor is empty and its other dimensions are huge: a kernel that forms
+// one must use checked or floating-point arithmetic, or return early first.
 struct Geometry {
   int64_t batch = 0;
   int64_t in_rows = 0;

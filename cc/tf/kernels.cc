@@ -2,6 +2,7 @@
 // Compute (both by cc/kernels/geometry.h, shared with every device), then a
 // device launcher runs the framework-free kernel.
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "cc/kernels/cpu.h"
@@ -52,6 +53,15 @@ template <>
 struct Launcher<CPUDevice> {
   static absl::Status Run(OpKernelContext* ctx,
                           const ::dwop::FilterGradParams& params) {
+    if (::dwop::NothingToSum(params.geo)) {  // zeros; no kernel sees it
+      const int64_t elements = params.geo.filter_elements();
+      if (elements > 0) {
+        std::memset(params.filter_backprop, 0,
+                    static_cast<size_t>(elements *
+                                        ::dwop::DTypeSize(params.dtype)));
+      }
+      return absl::OkStatus();
+    }
     const int64_t bytes = ::dwop::CpuWorkspaceBytes(params.geo, params.dtype);
     Tensor workspace;
     if (bytes > 0) {
@@ -115,11 +125,15 @@ class DepthwiseConv2dBackpropFilterOp : public OpKernel {
                   static_cast<int>(out_backprop_dims.size())},
                  &params.geo)));
 
+    // BuildTensorShape returns a Status where TensorShape's constructor would
+    // CHECK-fail (abort) on a bad shape; ComputeGeometry has already refused
+    // every such filter_sizes, this keeps the process safe if that changes.
+    TensorShape output_shape;
+    OP_REQUIRES_OK(ctx, TensorShape::BuildTensorShape(
+                            {sizes[0], sizes[1], sizes[2], sizes[3]},
+                            &output_shape));
     Tensor* output = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(
-                            0, TensorShape({sizes[0], sizes[1], sizes[2],
-                                            sizes[3]}),
-                            &output));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, output_shape, &output));
     params.dtype = DTypeOf<T>();
     params.input = input.flat<T>().data();
     params.out_backprop = out_backprop.flat<T>().data();

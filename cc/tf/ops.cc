@@ -1,6 +1,7 @@
 // The op's interface: inputs, attributes and shape function. Same as
 // TensorFlow's DepthwiseConv2dNativeBackpropFilter, plus Tsizes so that
 // filter_sizes may also be int64.
+#include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -36,9 +37,20 @@ REGISTER_OP("Dwop>DepthwiseConv2dBackpropFilter")
       // Like TensorFlow's: the exact shape when filter_sizes is constant,
       // rank 4 with unknown dimensions otherwise. Everything else is checked
       // once, at run time, by ComputeGeometry.
+      // TensorFlow's own messages ("Shape must be rank 4 but is rank 3") do
+      // not say which input is wrong: name it. (A negative constant size is
+      // still reported by TensorFlow's shape refiner as "Invalid value in
+      // tensor used for shape: -3", before this function sees the value.)
       ShapeHandle filter_shape;
-      TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(1, &filter_shape));
-      TF_RETURN_IF_ERROR(c->WithRank(filter_shape, 4, &filter_shape));
+      absl::Status status = c->MakeShapeFromShapeTensor(1, &filter_shape);
+      if (status.ok()) status = c->WithRank(filter_shape, 4, &filter_shape);
+      if (!status.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "DepthwiseConv2dBackpropFilter: filter_sizes must be a 1-D tensor "
+            "of 4 non-negative sizes [filter_rows, filter_cols, in_depth, "
+            "depth_multiplier]: ",
+            status.message()));
+      }
       c->set_output(0, filter_shape);
       return absl::OkStatus();
     })
