@@ -979,6 +979,9 @@ class CabiBackend:
         raise Mismatch(f"dwop_filter_grad_{call} wrote its output on error")
 
   def _run_kernels(self, spec, c):
+    # The oracle reads the strings as C does (up to the first NUL).
+    spec = dict(spec, padding=_c_string(spec["padding"], "cabi"),
+                data_format=_c_string(spec["data_format"], "cabi"))
     dtype = spec["dtype"]
     x, dy = values(spec)
     null = c.get("null_buffer")  # only on an empty tensor here
@@ -1015,8 +1018,29 @@ class CabiBackend:
     return "ok"
 
 
+class _SelfTest:
+  """Wraps a backend to misbehave on float64 specs, so that tests can check
+  that the harness reports crashes, hangs and wrong answers (environment
+  variable DWOP_FUZZ_SELFTEST = abort, hang or wrong)."""
+
+  def __init__(self, backend, mode):
+    self.backend, self.mode, self.name = backend, mode, backend.name
+
+  def run(self, spec):
+    if spec["dtype"] == "float64":
+      if self.mode == "abort":
+        os.abort()
+      if self.mode == "hang":
+        time.sleep(3600)
+      if self.mode == "wrong":
+        raise Mismatch("self-test: a wrong answer")
+    return self.backend.run(spec)
+
+
 def backend_named(name):
-  return TfBackend() if name == "tf" else CabiBackend()
+  backend = TfBackend() if name == "tf" else CabiBackend()
+  mode = os.environ.get("DWOP_FUZZ_SELFTEST")
+  return _SelfTest(backend, mode) if mode else backend
 
 
 # --------------------------------------------------------------------------
@@ -1062,6 +1086,8 @@ def run_replay(backend_name, path):
   with open(path) as f:
     specs = [json.loads(line) for line in f if line.strip()]
   for spec in specs:
+    if backend_name not in spec.get("backends", (backend_name,)):
+      continue
     try:
       outcome = backend.run(spec)
     except Exception as e:  # pylint: disable=broad-except
@@ -1083,16 +1109,17 @@ def _child_cmd(args):
   return [sys.executable, os.path.abspath(__file__)] + args
 
 
-def _env():
+def _env(extra=None):
   env = dict(os.environ)
+  env.update(extra or {})
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   env["PYTHONPATH"] = os.pathsep.join([ROOT, _HERE, env.get("PYTHONPATH", "")])
   return env
 
 
-def _run(cmd, timeout):
+def _run(cmd, timeout, env=None):
   try:
-    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True,
+    p = subprocess.run(cmd, env=_env(env), capture_output=True, text=True,
                        timeout=timeout, check=False)
     return p.returncode, p.stdout, p.stderr
   except subprocess.TimeoutExpired as e:
@@ -1127,8 +1154,13 @@ class Report:
 
 
 def fuzz(backend, cases, per_child=1000, seed=0, timeout=900, jobs=1,
-         work_dir=None, log=print):
-  """Runs `cases` generated calls on `backend` in child processes."""
+         work_dir=None, log=print, env=None):
+  """Runs `cases` generated calls on `backend` in child processes.
+
+  Child i runs `per_child` hypothesis examples under seed
+  `seed * 1000003 + i`, so a run is reproducible. Returns a Report; each
+  failure carries its reproducer spec.
+  """
   work_dir = work_dir or tempfile.mkdtemp(prefix="dwop-fuzz-")
   os.makedirs(work_dir, exist_ok=True)
   chunks = []
@@ -1146,7 +1178,7 @@ def fuzz(backend, cases, per_child=1000, seed=0, timeout=900, jobs=1,
     cmd = _child_cmd(["--child", "--backend", backend, "--seed",
                       str(chunk_seed), "--cases", str(n), "--journal",
                       journal])
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
+    proc = subprocess.Popen(cmd, env=_env(env), stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
                             stderr=subprocess.PIPE, text=True)
     return proc, chunk_seed, journal, time.time()
 
@@ -1172,7 +1204,7 @@ def fuzz(backend, cases, per_child=1000, seed=0, timeout=900, jobs=1,
           f"  reproducer: {json.dumps(last)}")
       return
     failures.append(_isolate(backend, specs, rc, err, work_dir, timeout,
-                             log, chunk_seed))
+                             log, chunk_seed, env))
 
   pending = list(chunks)
   while pending or running:
@@ -1200,7 +1232,8 @@ def _journal(path):
   return specs
 
 
-def _isolate(backend, specs, rc, err, work_dir, timeout, log, chunk_seed):
+def _isolate(backend, specs, rc, err, work_dir, timeout, log, chunk_seed,
+             env=None):
   """A child crashed or hung: re-run its last spec alone to confirm."""
   if not specs:
     log(f"[{backend} seed {chunk_seed}] child died before any case "
@@ -1211,7 +1244,7 @@ def _isolate(backend, specs, rc, err, work_dir, timeout, log, chunk_seed):
   with open(path, "w") as f:
     f.write(json.dumps(suspect) + "\n")
   rc2, _, err2 = _run(_child_cmd(["--replay", path, "--backend", backend]),
-                      timeout)
+                      min(timeout, 120), env)
   alone = rc2 not in (0, 1)
   if not alone:  # depends on earlier calls: keep the whole sequence
     with open(path, "w") as f:

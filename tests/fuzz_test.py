@@ -1,0 +1,163 @@
+"""The fuzzer's fixed-seed sample, its regression corpus, and its own harness.
+
+`make fuzz` runs the full campaign (python/fuzz.py); this suite runs a small,
+derandomised sample of it on every `make test`: a few hundred calls through
+TensorFlow, a thousand through the C ABI, every spec of tests/fuzz_corpus.jsonl
+(past findings and TensorFlow's known crashers) on both, and checks that the
+harness itself reports a crash, a hang and a wrong answer with a reproducer.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+from absl.testing import parameterized
+
+import testing  # pylint: disable=unused-import
+
+import fuzz  # pylint: disable=g-import-not-at-top,wrong-import-order
+
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                      "fuzz_corpus.jsonl")
+# Fixed seeds: the sample is the same on every run.
+TF_SAMPLE = 300
+CABI_SAMPLE = 1000
+SEED = 20240
+
+
+def _spec(**changes):
+  spec = dict(dtype="float32", dy_dtype="float32", input=[1, 5, 5, 2],
+              filter_sizes=[3, 3, 2, 1], out_backprop=[1, 5, 5, 2],
+              strides=[1, 1, 1, 1], padding="SAME", data_format="NHWC",
+              dilations=[1, 1, 1, 1], sizes_dtype="int32", values="small",
+              seed=1)
+  spec.update(changes)
+  return spec
+
+
+class SampleTest(parameterized.TestCase):
+  """The fixed-seed sample of `make fuzz`."""
+
+  def _fuzz(self, backend, cases):
+    log = []
+    with tempfile.TemporaryDirectory() as work_dir:
+      report = fuzz.fuzz(backend, cases, per_child=cases, seed=SEED,
+                         timeout=600, work_dir=work_dir, log=log.append)
+    self.assertTrue(report.ok, "\n".join(log))
+    self.assertEqual(report.stats["cases"], cases)
+    # The sample reaches both outcomes and every validation stage.
+    self.assertGreater(report.stats["ok"], cases // 10)
+    self.assertGreater(report.stats["error"], cases // 10)
+    return report
+
+  def test_tensorflow_sample(self):
+    report = self._fuzz("tf", TF_SAMPLE)
+    for stage in ("python", "attrs", "geometry"):
+      self.assertGreater(report.stats["stage:" + stage], 0, stage)
+
+  def test_c_abi_sample(self):
+    report = self._fuzz("cabi", CABI_SAMPLE)
+    for stage in ("cabi", "attrs", "geometry"):
+      self.assertGreater(report.stats["stage:" + stage], 0, stage)
+
+  @parameterized.parameters("tf", "cabi")
+  def test_corpus(self, backend):
+    proc = subprocess.run(
+        fuzz._child_cmd(["--replay", CORPUS, "--backend", backend]),  # pylint: disable=protected-access
+        env=fuzz._env(), capture_output=True, text=True, timeout=600,  # pylint: disable=protected-access
+        check=False)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-5000:])
+    stats = fuzz._result(proc.stdout)  # pylint: disable=protected-access
+    with open(CORPUS) as f:
+      specs = [json.loads(line) for line in f]
+    expected = sum(backend in s.get("backends", [backend]) for s in specs)
+    self.assertEqual(stats["cases"], expected)
+
+
+class ModelTest(absltest.TestCase):
+  """`fuzz.expect`, the contract the fuzzer holds dwop to, on known cases."""
+
+  def test_valid(self):
+    ex = fuzz.expect(_spec(), "tf")
+    self.assertTrue(ex.ok, ex.reason)
+    self.assertEqual(ex.geometry["pad_top"], 1)
+
+  def test_faults_name_arguments(self):
+    cases = [
+        (dict(input=[5, 5, 2]), "input"),
+        (dict(filter_sizes=[3, 3, 2]), "filter_sizes"),
+        (dict(filter_sizes=[3, 3, 2, -1]), "filter_sizes"),
+        (dict(out_backprop=[1, 4, 5, 2]), "out_backprop"),
+        (dict(strides=[1, 0, 1, 1]), "strides"),
+        (dict(dilations=[1, 1, 1, 2]), "dilations"),
+        (dict(padding="EXPLICIT"), "padding"),
+        (dict(padding=[[0, 0], [1, 1], [1, 1], [0, 1]]), "explicit_paddings"),
+        (dict(data_format="NCWH"), "data_format"),
+        (dict(dy_dtype="float64"), "out_backprop"),
+        (dict(sizes_dtype="float32"), "Tsizes"),
+    ]
+    for changes, keyword in cases:
+      ex = fuzz.expect(_spec(**changes), "tf")
+      self.assertFalse(ex.ok, changes)
+      self.assertIn(keyword, ex.keywords, changes)
+
+  def test_overflows(self):
+    big = 2**40
+    # in_depth * depth_multiplier wraps to 0 in int64.
+    ex = fuzz.expect(_spec(input=[0, 5, 5, big], filter_sizes=[0, 0, big, big],
+                           out_backprop=[0, 6, 6, 0], padding="VALID"), "cabi")
+    self.assertFalse(ex.ok)
+    ex = fuzz.expect(_spec(dilations=[1, 2**62, 1, 1]), "tf")
+    self.assertFalse(ex.ok)
+    ex = fuzz.expect(_spec(filter_sizes=[2**14, 2**14 + 1, 2, 1]), "tf")
+    self.assertFalse(ex.ok)
+
+  def test_c_strings_end_at_nul(self):
+    spec = _spec(padding="VALID\x00x", out_backprop=[1, 3, 3, 2])
+    self.assertTrue(fuzz.expect(spec, "cabi").ok)
+    self.assertFalse(fuzz.expect(spec, "tf").ok)
+
+
+class HarnessTest(parameterized.TestCase):
+  """The harness reports what goes wrong in a child, with a reproducer.
+
+  DWOP_FUZZ_SELFTEST makes the backend misbehave on float64 specs.
+  """
+
+  def _run(self, mode, timeout=120):
+    log = []
+    with tempfile.TemporaryDirectory() as work_dir:
+      report = fuzz.fuzz("cabi", 40, per_child=40, seed=1, timeout=timeout,
+                         work_dir=work_dir, log=log.append,
+                         env={"DWOP_FUZZ_SELFTEST": mode})
+      self.assertLen(report.failures, 1, log)
+      failure = report.failures[0]
+      self.assertEqual(failure["spec"]["dtype"], "float64")
+      if failure.get("reproducer"):
+        with open(failure["reproducer"]) as f:
+          self.assertEqual(json.loads(f.readline()), failure["spec"])
+    return failure, "\n".join(log)
+
+  def test_reports_a_crash(self):
+    failure, log = self._run("abort")
+    self.assertEqual(failure["kind"], "crash")
+    self.assertTrue(failure["alone"])  # re-run alone, it crashed again
+    self.assertIn("killed by signal 6", log)
+    self.assertIn("--replay", log)
+
+  def test_reports_a_hang(self):
+    failure, log = self._run("hang", timeout=10)
+    self.assertEqual(failure["kind"], "crash")
+    self.assertIn("hung", log)
+
+  def test_reports_a_wrong_answer(self):
+    failure, log = self._run("wrong")
+    self.assertEqual(failure["kind"], "wrong answer")
+    self.assertIn("self-test: a wrong answer", log)
+
+
+if __name__ == "__main__":
+  sys.exit(absltest.main())
