@@ -98,4 +98,81 @@ bench: build
 clean:
 	rm -rf $(BUILD) $(LIB)
 
+# --- Hardening: fuzzing, sanitizers, tensors of more than 2^31 elements.
+#   make fuzz       python/fuzz.py: FUZZ_CABI_CASES calls through the C ABI,
+#                   then FUZZ_CASES through TensorFlow, in child processes
+#                   (FUZZ_SEED picks the campaign, FUZZ_JOBS runs children in
+#                   parallel); `make test` runs a fixed-seed sample of it
+#   make sanitize   the framework-free kernels and the C ABI built with
+#                   ASan+UBSan (and, separately, TSan) in $(BUILD)/asan and
+#                   $(BUILD)/tsan; replays SAN_CASES fuzz problems and the
+#                   regression corpus through tests/sanitize/replay.cc (which
+#                   links them statically, so LeakSanitizer runs too), then the
+#                   C ABI fuzz sample and tests/cabi_test.py in Python with
+#                   libasan preloaded
+#   make test-large tests/large_test.py: 64-bit indexing on tensors of more
+#                   than 2^31 elements (about 10 GiB of memory)
+FUZZ_CASES ?= 10000
+FUZZ_CABI_CASES ?= 20000
+FUZZ_SEED ?= 0
+FUZZ_JOBS ?= 1
+SAN_CASES ?= 3000
+SAN_SEED ?= 7
+ASAN_BUILD := $(BUILD)/asan
+TSAN_BUILD := $(BUILD)/tsan
+ASAN_FLAGS := -fsanitize=address,undefined,float-cast-overflow \
+              -fno-sanitize-recover=all -fno-omit-frame-pointer -g
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -g
+ASAN_RUN := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:check_initialization_order=1 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+TSAN_RUN := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+# Python is not instrumented: libasan must be loaded first, and Python's own
+# never-freed allocations are not leaks worth reporting.
+ASAN_PY := LD_PRELOAD=$(shell $(CXX) -print-file-name=libasan.so) \
+           ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+           DWOP_CABI=$(ASAN_BUILD)/libdwop_c.so
+SAN_REPLAY_SRC := tests/sanitize/replay.cc
+
+.PHONY: fuzz sanitize sanitize-build test-large
+
+fuzz: build
+	$(PY) python/fuzz.py --backend cabi --cases $(FUZZ_CABI_CASES) \
+	    --per-child 5000 --seed $(FUZZ_SEED) --jobs $(FUZZ_JOBS)
+	$(PY) python/fuzz.py --backend tf --cases $(FUZZ_CASES) \
+	    --per-child 1000 --seed $(FUZZ_SEED) --jobs $(FUZZ_JOBS)
+
+# The instrumented C ABI and replay driver of one sanitizer: every
+# cc/kernels/*.cc (each ISA variant with its own flags, as in the normal
+# build), without CUDA.
+sanitize-build:
+	$(MAKE) cabi BUILD=$(SAN_DIR) CXX="$(CXX) $(SAN_FLAGS)" CXXFLAGS=-O1 \
+	    DWOP_CUDA=0
+	$(CXX) $(SAN_FLAGS) -O1 -std=c++17 -Wall -I. $(SAN_REPLAY_SRC) \
+	    $(SAN_DIR)/cc/c_api/dwop_c.o \
+	    $(patsubst %.cc,$(SAN_DIR)/%.o,$(KERNEL_SRCS)) -lpthread \
+	    -o $(SAN_DIR)/replay
+
+sanitize: venv
+	$(MAKE) sanitize-build SAN_DIR=$(ASAN_BUILD) SAN_FLAGS="$(ASAN_FLAGS)"
+	$(MAKE) sanitize-build SAN_DIR=$(TSAN_BUILD) SAN_FLAGS="$(TSAN_FLAGS)"
+	$(PY) python/fuzz.py --export $(ASAN_BUILD)/cases.txt --cases $(SAN_CASES) \
+	    --seed $(SAN_SEED) --include tests/fuzz_corpus.jsonl
+	@if ASAN_OPTIONS=abort_on_error=0 $(ASAN_BUILD)/replay --canary \
+	    >/dev/null 2>&1; then \
+	    echo "ASan did not catch the canary overflow"; exit 1; \
+	else echo "ASan canary caught: the instrumentation is live"; fi
+	$(ASAN_RUN) $(ASAN_BUILD)/replay $(ASAN_BUILD)/cases.txt
+	$(TSAN_RUN) $(TSAN_BUILD)/replay $(ASAN_BUILD)/cases.txt
+	$(ASAN_PY) $(PY) python/fuzz.py --backend cabi --replay \
+	    tests/fuzz_corpus.jsonl
+	$(ASAN_PY) $(PY) python/fuzz.py --backend cabi --cases 1000 \
+	    --per-child 1000 --seed $(SAN_SEED)
+	if [ -f tests/cabi_test.py ]; then \
+	    $(ASAN_PY) $(PY) -m pytest tests/cabi_test.py; \
+	else echo "tests/cabi_test.py not present: skipped"; fi
+
+test-large: build
+	DWOP_LARGE=1 $(PY) -m pytest tests/large_test.py
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1294,8 +1294,9 @@ def export_line(spec):
   return " ".join(f"{k}={v}" for k, v in fields.items())
 
 
-def export(path, cases, seed):
-  """Writes `cases` generated C ABI problems for the sanitizer driver."""
+def export(path, cases, seed, include=None):
+  """Writes `cases` generated C ABI problems for the sanitizer driver, after
+  the C ABI specs of the `include` corpus."""
   from hypothesis import HealthCheck, Phase, given, settings  # pylint: disable=g-import-not-at-top
   from hypothesis import seed as hseed  # pylint: disable=g-import-not-at-top
   specs = _strategies()
@@ -1312,6 +1313,14 @@ def export(path, cases, seed):
       return  # the driver exercises these itself
     lines.append(export_line(spec))
 
+  if include:
+    with open(include) as f:
+      for line in f:
+        spec = json.loads(line)
+        c = spec.get("cabi") or {}
+        if "cabi" in spec.get("backends", ["cabi"]) and not (
+            c.get("null_problem") or "error_size" in c):
+          lines.append(export_line(spec))
   collect()
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")
@@ -1333,6 +1342,8 @@ def main(argv=None):
   parser.add_argument("--work-dir", default=None)
   parser.add_argument("--replay", metavar="JSONL")
   parser.add_argument("--export", metavar="FILE")
+  parser.add_argument("--include", metavar="JSONL",
+                      help="with --export: corpus specs to export first")
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--journal", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
@@ -1341,7 +1352,7 @@ def main(argv=None):
   if args.replay:
     return run_replay(args.backend, args.replay)
   if args.export:
-    n = export(args.export, args.cases, args.seed)
+    n = export(args.export, args.cases, args.seed, args.include)
     print(f"wrote {n} C ABI problems to {args.export}")
     return 0
   start = time.time()

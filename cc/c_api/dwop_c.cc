@@ -54,11 +54,23 @@ Status ReadString(const char* name, const char* data, std::string* out) {
   return Status::Ok();
 }
 
+// The dtype field as the integer a C caller stored in it. C lets any int into
+// an enum field; in C++, loading a value outside the enumerators' range
+// through the enum type is undefined behaviour (UBSan flags it).
+int32_t RawDType(const dwop_problem* problem) {
+  static_assert(sizeof(problem->dtype) == sizeof(int32_t),
+                "dwop_dtype is int-sized, as in C");
+  int32_t dtype;
+  std::memcpy(&dtype, &problem->dtype, sizeof(dtype));
+  return dtype;
+}
+
 Status Resolve(const dwop_problem* problem, Geometry* geo) {
   if (problem == nullptr) return Status::InvalidArgument("problem is NULL");
-  if (problem->dtype < DWOP_HALF || problem->dtype > DWOP_DOUBLE) {
+  const int32_t dtype = RawDType(problem);
+  if (dtype < DWOP_HALF || dtype > DWOP_DOUBLE) {
     return Status::InvalidArgument("dwop_problem.dtype " +
-                                   std::to_string(problem->dtype) +
+                                   std::to_string(dtype) +
                                    " is not a dwop_dtype");
   }
   OpAttrs attrs;
@@ -111,7 +123,7 @@ Status MakeParams(const dwop_problem* problem, const void* input,
           std::to_string(b.elements) + " elements");
     }
   }
-  params->dtype = static_cast<DType>(problem->dtype);
+  params->dtype = static_cast<DType>(RawDType(problem));
   params->input = input;
   params->out_backprop = out_backprop;
   params->filter_backprop = filter_backprop;

@@ -1,0 +1,415 @@
+// Replays fuzzer-generated problems through the C ABI in one process built
+// with AddressSanitizer, UndefinedBehaviorSanitizer and LeakSanitizer (`make
+// sanitize`). Linked statically with the instrumented kernels and C ABI, so
+// every byte the library touches is checked, and leaks are reported at exit,
+// which a Python host (whose own allocations LeakSanitizer would flag) cannot
+// offer.
+//
+// Input: one problem per line, as `python python/fuzz.py --export` writes it:
+//   dtype=2 input=1,5,5,2 filter_sizes=3,3,2,1 out_backprop=1,5,5,2
+//   strides=1,1,1,1 padding=x53414d45 explicit_paddings=. data_format=x4e485743
+//   dilations=1,1,1,1 null=. negative_count=. null_buffer=. threads=0 seed=3
+//   valid=1
+// Integer lists are comma-separated, "." is an empty list and "-" a NULL
+// pointer; strings are hex ("x" + bytes) or "-" for NULL.
+//
+// For each problem: dwop_validate; then, when valid and small, both kernels on
+// heap buffers of exactly the tensors' sizes (so any overrun is caught), the
+// CPU kernel at 1, 3 and the problem's thread count, checking that every
+// output element is written, that the thread counts agree bit for bit and that
+// the CPU kernel agrees with the reference; when invalid, both kernels on
+// one-element buffers, checking they refuse and leave the output alone.
+// Checking correctness against the float64 oracle is python/fuzz.py's job.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cc/c_api/dwop_c.h"
+#include "cc/kernels/float16.h"
+
+namespace {
+
+constexpr int64_t kMaxElements = int64_t{1} << 20;
+
+struct Case {
+  std::map<std::string, std::string> fields;
+  std::vector<int64_t> input, filter_sizes, out_backprop, strides,
+      explicit_paddings, dilations;
+  bool null_strides = false, null_dilations = false;
+  std::string padding, data_format;
+  bool null_padding = false, null_data_format = false;
+  int line = 0;
+};
+
+std::vector<int64_t> Ints(const std::string& s, bool* null) {
+  std::vector<int64_t> v;
+  if (null != nullptr) *null = s == "-";
+  if (s == "." || s == "-") return v;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) v.push_back(std::stoll(item));
+  return v;
+}
+
+std::string Hex(const std::string& s, bool* null) {
+  *null = s == "-";
+  std::string out;
+  for (size_t i = 1; i + 1 < s.size(); i += 2) {
+    out.push_back(static_cast<char>(std::stoi(s.substr(i, 2), nullptr, 16)));
+  }
+  return out;
+}
+
+bool Parse(const std::string& line, Case* c) {
+  std::stringstream ss(line);
+  std::string token;
+  while (ss >> token) {
+    const size_t eq = token.find('=');
+    if (eq == std::string::npos) return false;
+    c->fields[token.substr(0, eq)] = token.substr(eq + 1);
+  }
+  try {
+    c->input = Ints(c->fields.at("input"), nullptr);
+    c->filter_sizes = Ints(c->fields.at("filter_sizes"), nullptr);
+    c->out_backprop = Ints(c->fields.at("out_backprop"), nullptr);
+    c->strides = Ints(c->fields.at("strides"), &c->null_strides);
+    c->explicit_paddings = Ints(c->fields.at("explicit_paddings"), nullptr);
+    c->dilations = Ints(c->fields.at("dilations"), &c->null_dilations);
+    c->padding = Hex(c->fields.at("padding"), &c->null_padding);
+    c->data_format = Hex(c->fields.at("data_format"), &c->null_data_format);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
+
+const int64_t* Data(const std::vector<int64_t>& v, bool null) {
+  if (null) return nullptr;
+  return v.empty() ? nullptr : v.data();
+}
+
+dwop_problem Problem(const Case& c) {
+  dwop_problem p;
+  std::memset(&p, 0, sizeof(p));
+  // Any int, as a C caller may store: through memcpy, since a C++ load of an
+  // out-of-range enum value is undefined.
+  const int32_t dtype = std::stoi(c.fields.at("dtype"));
+  std::memcpy(&p.dtype, &dtype, sizeof(dtype));
+  p.input_shape = Data(c.input, false);
+  p.input_rank = static_cast<int32_t>(c.input.size());
+  p.filter_sizes = Data(c.filter_sizes, false);
+  p.num_filter_sizes = static_cast<int32_t>(c.filter_sizes.size());
+  p.out_backprop_shape = Data(c.out_backprop, false);
+  p.out_backprop_rank = static_cast<int32_t>(c.out_backprop.size());
+  p.strides = Data(c.strides, c.null_strides);
+  p.num_strides = static_cast<int32_t>(c.strides.size());
+  p.padding = c.null_padding ? nullptr : c.padding.c_str();
+  p.explicit_paddings = Data(c.explicit_paddings, false);
+  p.num_explicit_paddings = static_cast<int32_t>(c.explicit_paddings.size());
+  p.data_format = c.null_data_format ? nullptr : c.data_format.c_str();
+  p.dilations = Data(c.dilations, c.null_dilations);
+  p.num_dilations = static_cast<int32_t>(c.dilations.size());
+  const std::string null = c.fields.at("null");
+  const std::string negative = c.fields.at("negative_count");
+  struct Field {
+    const char* name;
+    const int64_t** data;
+    int32_t* count;
+  } fields[] = {
+      {"strides", &p.strides, &p.num_strides},
+      {"explicit_paddings", &p.explicit_paddings, &p.num_explicit_paddings},
+      {"dilations", &p.dilations, &p.num_dilations},
+      {"input_shape", &p.input_shape, &p.input_rank},
+      {"filter_sizes", &p.filter_sizes, &p.num_filter_sizes},
+      {"out_backprop_shape", &p.out_backprop_shape, &p.out_backprop_rank},
+  };
+  for (const Field& f : fields) {
+    if (null == f.name) {
+      *f.data = nullptr;
+      if (*f.count == 0) *f.count = 1;
+    }
+    if (negative == f.name) *f.count = -1;
+  }
+  if (null == "padding") p.padding = nullptr;
+  if (null == "data_format") p.data_format = nullptr;
+  return p;
+}
+
+int64_t DTypeBytes(int dtype) {
+  return dtype == DWOP_DOUBLE ? 8 : dtype == DWOP_FLOAT ? 4 : 2;
+}
+
+// A heap buffer of exactly `elements` elements (ASan flags any overrun), or
+// NULL. malloc(0) may return NULL or a unique pointer: both are valid for an
+// empty tensor.
+struct Buffer {
+  Buffer(int64_t elements, int dtype, bool null)
+      : bytes(elements * DTypeBytes(dtype)),
+        data(null ? nullptr : std::malloc(static_cast<size_t>(bytes))) {}
+  ~Buffer() { std::free(data); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  int64_t bytes;
+  void* data;
+};
+
+// Deterministic values in [-1, 1], multiples of 1/8: exact in every dtype.
+void Fill(Buffer* b, int dtype, int64_t elements, uint32_t seed) {
+  if (b->data == nullptr) return;
+  uint32_t state = seed * 2654435761u + 1;
+  for (int64_t i = 0; i < elements; ++i) {
+    state = state * 1664525u + 1013904223u;
+    const float v = static_cast<float>(static_cast<int>(state >> 28) - 8) / 8;
+    switch (dtype) {
+      case DWOP_HALF:
+        static_cast<dwop::half_t*>(b->data)[i] = dwop::ToHalf(v);
+        break;
+      case DWOP_BFLOAT16:
+        static_cast<dwop::bfloat16_t*>(b->data)[i] = dwop::ToBfloat16(v);
+        break;
+      case DWOP_FLOAT:
+        static_cast<float*>(b->data)[i] = v;
+        break;
+      default:
+        static_cast<double*>(b->data)[i] = v;
+    }
+  }
+}
+
+double Get(const Buffer& b, int dtype, int64_t i) {
+  switch (dtype) {
+    case DWOP_HALF:
+      return dwop::ToFloat(static_cast<const dwop::half_t*>(b.data)[i]);
+    case DWOP_BFLOAT16:
+      return dwop::ToFloat(static_cast<const dwop::bfloat16_t*>(b.data)[i]);
+    case DWOP_FLOAT:
+      return static_cast<const float*>(b.data)[i];
+    default:
+      return static_cast<const double*>(b.data)[i];
+  }
+}
+
+struct Stats {
+  int cases = 0, computed = 0, validated = 0, refused = 0, failures = 0;
+};
+
+void Fail(Stats* stats, const Case& c, const std::string& what) {
+  ++stats->failures;
+  std::cerr << "line " << c.line << ": " << what << "\n";
+}
+
+void Run(const Case& c, Stats* stats) {
+  ++stats->cases;
+  const dwop_problem problem = Problem(c);
+  const int dtype = std::stoi(c.fields.at("dtype"));
+  char error[256];
+  dwop_geometry g;
+  const dwop_status status = dwop_validate(&problem, &g, error, sizeof(error));
+  const std::string null_buffer = c.fields.at("null_buffer");
+  const int32_t threads = std::stoi(c.fields.at("threads"));
+  const uint32_t seed = static_cast<uint32_t>(std::stoul(c.fields.at("seed")));
+  if (status != DWOP_OK && status != DWOP_INVALID_ARGUMENT) {
+    Fail(stats, c, "dwop_validate returned " + std::to_string(status));
+    return;
+  }
+  int64_t nx = 0, ny = 0, nw = 0;
+  if (status == DWOP_OK) {
+    nx = g.batch * g.in_rows * g.in_cols * g.in_depth;
+    // out_backprop's own dims: every product of them fits in int64.
+    ny = g.batch * g.out_rows * g.out_cols * (g.in_depth * g.depth_multiplier);
+    nw = g.filter_rows * g.filter_cols * g.in_depth * g.depth_multiplier;
+  }
+  // A NULL buffer is refused only for a non-empty tensor.
+  const bool null_refused = (null_buffer == "input" && nx > 0) ||
+                            (null_buffer == "out_backprop" && ny > 0) ||
+                            (null_buffer == "filter_backprop" && nw > 0);
+  if (status != DWOP_OK || null_refused) {
+    // Refusals: the kernels must not read the one-element inputs past their
+    // end, nor write the output.
+    const int safe_dtype = dtype >= 0 && dtype <= 3 ? dtype : DWOP_DOUBLE;
+    Buffer x(1, safe_dtype, null_buffer == "input");
+    Buffer dy(1, safe_dtype, null_buffer == "out_backprop");
+    Buffer out(1, safe_dtype, null_buffer == "filter_backprop");
+    if (out.data != nullptr) std::memset(out.data, 0xAB, out.bytes);
+    const dwop_status cpu = dwop_filter_grad_cpu(&problem, x.data, dy.data,
+                                                 out.data, 2, error,
+                                                 sizeof(error));
+    const dwop_status ref = dwop_filter_grad_reference(
+        &problem, x.data, dy.data, out.data, error, sizeof(error));
+    if (cpu != DWOP_INVALID_ARGUMENT || ref != DWOP_INVALID_ARGUMENT) {
+      Fail(stats, c, "kernels did not refuse an invalid problem");
+    }
+    const unsigned char* o = static_cast<const unsigned char*>(out.data);
+    for (int64_t i = 0; o != nullptr && i < out.bytes; ++i) {
+      if (o[i] != 0xAB) Fail(stats, c, "output written on error");
+    }
+    ++stats->refused;
+    return;
+  }
+  if (nx > kMaxElements || ny > kMaxElements || nw > kMaxElements) {
+    ++stats->validated;
+    return;
+  }
+  Buffer x(nx, dtype, null_buffer == "input");
+  Buffer dy(ny, dtype, null_buffer == "out_backprop");
+  Fill(&x, dtype, nx, seed);
+  Fill(&dy, dtype, ny, seed + 1);
+  std::vector<Buffer*> outs;
+  const int32_t thread_counts[] = {1, 3, threads};
+  for (int i = 0; i < 4; ++i) {
+    Buffer* out = new Buffer(nw, dtype, null_buffer == "filter_backprop");
+    if (out->data != nullptr) std::memset(out->data, 0xFF, out->bytes);
+    const dwop_status s =
+        i < 3 ? dwop_filter_grad_cpu(&problem, x.data, dy.data, out->data,
+                                     thread_counts[i], error, sizeof(error))
+              : dwop_filter_grad_reference(&problem, x.data, dy.data,
+                                           out->data, error, sizeof(error));
+    if (s != DWOP_OK) Fail(stats, c, std::string("kernel failed: ") + error);
+    outs.push_back(out);
+  }
+  const double rtol = dtype == DWOP_DOUBLE  ? 1e-12
+                      : dtype == DWOP_FLOAT ? 1e-5
+                      : dtype == DWOP_HALF  ? 4e-3
+                                            : 3e-2;
+  const double terms = std::sqrt(static_cast<double>(
+      std::max<int64_t>(1, g.batch * g.out_rows * g.out_cols)));
+  for (int64_t i = 0; i < nw; ++i) {
+    const double ref = Get(*outs[3], dtype, i);
+    for (int k = 0; k < 3; ++k) {
+      const double v = Get(*outs[k], dtype, i);
+      if (!std::isfinite(v)) {
+        Fail(stats, c, "output element " + std::to_string(i) +
+                           " not written (or not finite)");
+        break;
+      }
+      if (std::abs(v - ref) > rtol * 4 * terms) {
+        Fail(stats, c, "cpu and reference differ at " + std::to_string(i));
+        break;
+      }
+    }
+  }
+  for (int k = 1; k < 3 && nw > 0; ++k) {
+    if (std::memcmp(outs[0]->data, outs[k]->data, outs[0]->bytes) != 0) {
+      Fail(stats, c, "cpu results differ between thread counts");
+    }
+  }
+  for (Buffer* b : outs) delete b;
+  ++stats->computed;
+}
+
+// The hostile calls a generated problem cannot express.
+void EdgeCalls(Stats* stats) {
+  Case c;
+  c.line = 0;
+  char error[8];
+  dwop_geometry g;
+  const int64_t shape[] = {1, 3, 3, 1}, sizes[] = {3, 3, 1, 1},
+                ones[] = {1, 1, 1, 1};
+  dwop_problem p;
+  std::memset(&p, 0, sizeof(p));
+  p.dtype = DWOP_FLOAT;
+  p.input_shape = shape;
+  p.input_rank = 4;
+  p.filter_sizes = sizes;
+  p.num_filter_sizes = 4;
+  p.out_backprop_shape = shape;
+  p.out_backprop_rank = 4;
+  p.strides = ones;
+  p.num_strides = 4;
+  p.padding = "SAME";
+  p.data_format = "NHWC";
+  p.dilations = ones;
+  p.num_dilations = 4;
+  if (dwop_validate(nullptr, &g, error, sizeof(error)) !=
+      DWOP_INVALID_ARGUMENT) {
+    Fail(stats, c, "NULL problem accepted");
+  }
+  if (dwop_validate(&p, nullptr, nullptr, 100) != DWOP_OK) {
+    Fail(stats, c, "NULL geometry and error rejected");
+  }
+  p.padding = "BOGUS";
+  for (size_t size : {size_t{0}, size_t{1}, sizeof(error)}) {
+    std::memset(error, 'z', sizeof(error));
+    if (dwop_validate(&p, &g, error, size) != DWOP_INVALID_ARGUMENT) {
+      Fail(stats, c, "bad padding accepted");
+    }
+    if (size == 0 && error[0] != 'z') Fail(stats, c, "wrote 0-byte buffer");
+    if (size > 0 && std::strlen(error) != size - 1) {
+      Fail(stats, c, "message not truncated to the buffer");
+    }
+  }
+  if (dwop_validate(&p, &g, nullptr, 64) != DWOP_INVALID_ARGUMENT) {
+    Fail(stats, c, "NULL error buffer broke the refusal");
+  }
+  stats->cases += 6;
+}
+
+}  // namespace
+
+// Writes past a too-small output buffer on purpose: an instrumented build
+// must abort here, which `make sanitize` checks so that a build that silently
+// lost its instrumentation cannot pass.
+int Canary() {
+  const int64_t shape[] = {1, 4, 4, 1}, sizes[] = {3, 3, 1, 1},
+                ones[] = {1, 1, 1, 1};
+  dwop_problem p;
+  std::memset(&p, 0, sizeof(p));
+  p.dtype = DWOP_FLOAT;
+  p.input_shape = p.out_backprop_shape = shape;
+  p.input_rank = p.out_backprop_rank = 4;
+  p.filter_sizes = sizes;
+  p.num_filter_sizes = 4;
+  p.strides = p.dilations = ones;
+  p.num_strides = p.num_dilations = 4;
+  p.padding = "SAME";
+  p.data_format = "NHWC";
+  std::vector<float> x(16, 1.0f);
+  float* out = static_cast<float*>(std::malloc(8 * sizeof(float)));  // 9 due
+  dwop_filter_grad_reference(&p, x.data(), x.data(), out, nullptr, 0);
+  std::free(out);
+  std::printf("canary: no sanitizer report for a heap overflow\n");
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--canary") return Canary();
+  if (argc != 2) {
+    std::cerr << "usage: " << argv[0] << " CASES_FILE | --canary\n";
+    return 2;
+  }
+  std::ifstream in(argv[1]);
+  if (!in) {
+    std::cerr << "cannot read " << argv[1] << "\n";
+    return 2;
+  }
+  Stats stats;
+  EdgeCalls(&stats);
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.empty()) continue;
+    Case c;
+    c.line = number;
+    if (!Parse(line, &c)) {
+      Fail(&stats, c, "unparsable line");
+      continue;
+    }
+    Run(c, &stats);
+  }
+  std::printf(
+      "sanitize replay: %d cases: %d computed (3 thread counts + reference), "
+      "%d validated only, %d refused; %d failure(s)\n",
+      stats.cases, stats.computed, stats.validated, stats.refused,
+      stats.failures);
+  return stats.failures == 0 ? 0 : 1;
+}
