@@ -217,3 +217,11 @@ def cross_section(cases):
     picked.extend(c for c in group
                   if c.data_format == layout and c.dtype == dtype)
   return picked
+
+
+def by_name(name, table=None):
+  """The case called `name` in `table` (default: CONFORMANCE)."""
+  for case in CONFORMANCE if table is None else table:
+    if case.name == name:
+      return case
+  raise KeyError(name)
