@@ -43,12 +43,11 @@ def tensor(array, dtype):
   return tf.constant(np.asarray(array, testing.numpy_dtype(dtype)))
 
 
-def dwop_grad(case, x, dy, filter_sizes=None):
-  """dwop's gradient, eagerly; filter_sizes defaults to case.filter."""
+def dwop_grad(case, x, dy):
+  """dwop's gradient, eagerly."""
   out = dwop.depthwise_conv2d_backprop_filter(
-      tensor(x, case.dtype),
-      case.filter if filter_sizes is None else filter_sizes,
-      tensor(dy, case.dtype), case.tf_strides, case.tf_padding,
+      tensor(x, case.dtype), case.filter, tensor(dy, case.dtype),
+      case.tf_strides, case.tf_padding,
       data_format=case.data_format, dilations=case.tf_dilations)
   return out.numpy()
 
