@@ -8,10 +8,9 @@ registers both classes for serialisation as "dwop>DepthwiseConv2D" and
 "dwop>SeparableConv2D", so `keras.models.load_model` finds them once `dwop.layers`
 has been imported.
 
-The layers set `supports_jit = False`, so `compile(jit_compile="auto")` (the
-default) does not compile a model that contains them with XLA, which would
-make dwop fall back to TensorFlow's op; an explicit `jit_compile=True` still
-works and trains with TensorFlow's filter gradient.
+Under XLA (`compile(jit_compile=True)`, which Keras' default
+`jit_compile="auto"` chooses on machines with a GPU) the layers still work and
+train with TensorFlow's filter gradient: a custom op cannot be compiled.
 """
 
 import keras
@@ -78,8 +77,6 @@ def _check_backend(layer):
     raise ValueError(f"{type(layer).__name__} from dwop needs Keras' "
                      "TensorFlow backend; the backend is "
                      f"{keras.backend.backend()!r}.")
-  # Keep compile(jit_compile="auto") from compiling the model with XLA.
-  layer.supports_jit = False
 
 
 def _bias_and_activation(layer, outputs, channels):

@@ -7,6 +7,7 @@ tf.test.compute_gradient; in eager mode, inside tf.function, and under XLA
 (jit_compile=True), where dwop must fall back to TensorFlow's op.
 """
 
+import contextlib
 import threading
 from unittest import mock
 
@@ -343,7 +344,7 @@ class RoutesTest(DwopTestCase):
     conv = stock if route.endswith("enabled") else ours
     with mock.patch.object(_grad, "filter_grad",
                            wraps=_grad.filter_grad) as spy:
-      with dwop.enabled() if route.endswith("enabled") else _nothing():
+      with dwop.enabled() if route.endswith("enabled") else contextlib.nullcontext():
         got = gradients(lambda *a: conv(*a, *args, **kwargs), inputs, dy, mode)
     if not mode.startswith("jit"):  # under XLA TensorFlow's gradient is used
       self.assertGreater(spy.call_count, 0)
@@ -408,7 +409,7 @@ class RoutesTest(DwopTestCase):
     expected = step(tf.nn.depthwise_conv2d)
     compiled = tf.function(step, jit_compile=True)
     conv = tf.nn.depthwise_conv2d if use_enable else dwop.depthwise_conv2d
-    with dwop.enabled() if use_enable else _nothing():
+    with dwop.enabled() if use_enable else contextlib.nullcontext():
       types = graph_op_types(compiled.get_concrete_function(conv))
       got = compiled(conv)
     self.assertNotIn(DWOP_OP, types)
@@ -527,15 +528,6 @@ class EnableTest(DwopTestCase):
       types = graph_op_types(step.get_concrete_function())
     self.assertIn(DWOP_OP, types)
     self.assertIn(DWOP_OP, graph_op_types(step.get_concrete_function()))
-
-
-class _nothing:  # pylint: disable=invalid-name
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *unused):
-    return False
 
 
 if __name__ == "__main__":
