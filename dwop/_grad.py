@@ -62,7 +62,7 @@ def _skipped(op, index):
 
 
 def filter_grad(x, filter_sizes, dy, attrs):
-  """dL/dfilter of a depthwise convolution: dwop's op, TensorFlow's under XLA."""
+  """dL/dfilter of a depthwise convolution: dwop's op; TensorFlow's in XLA."""
   if in_xla_context():
     return gen_nn_ops.depthwise_conv2d_native_backprop_filter(
         x, filter_sizes, dy, **attrs)

@@ -1,12 +1,12 @@
-"""Keras 3 depthwise and separable convolution layers whose filter gradient is dwop's.
+"""Keras 3 depthwise and separable convolutions with dwop's filter gradient.
 
 Drop-in subclasses of `keras.layers.DepthwiseConv2D` and
 `keras.layers.SeparableConv2D` (TensorFlow backend): same arguments, weights,
 `get_config` and forward result; only the depthwise kernel's gradient is
 computed by dwop (by TensorFlow's op under XLA). Importing this module
 registers both classes for serialisation as "dwop>DepthwiseConv2D" and
-"dwop>SeparableConv2D", so `keras.models.load_model` finds them once `dwop.layers`
-has been imported.
+"dwop>SeparableConv2D", so `keras.models.load_model` finds them once
+`dwop.layers` has been imported.
 
 Under XLA (`compile(jit_compile=True)`, which Keras' default
 `jit_compile="auto"` chooses on machines with a GPU) the layers still work and

@@ -1,4 +1,4 @@
-"""A small MobileNet-style Keras model and data, shared by the training suites."""
+"""A small MobileNet-style Keras model and data for the training suites."""
 
 import keras
 import numpy as np

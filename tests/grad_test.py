@@ -69,8 +69,7 @@ def oracle_input_grad(x_shape, w, dy, case):
   sh, sw = case.strides
   dh, dw_ = case.dilations
   pad = case.padding
-  rows = ("VALID" if pad == "VALID" else "SAME") if isinstance(pad, str) else pad[0]
-  cols = ("VALID" if pad == "VALID" else "SAME") if isinstance(pad, str) else pad[1]
+  rows, cols = (pad, pad) if isinstance(pad, str) else pad
   _, pt = reference.output_size(h, kh_size, sh, dh, rows)
   _, pl = reference.output_size(wd, kw_size, sw, dw_, cols)
   dx = np.zeros((n, h, wd, c))
@@ -244,8 +243,8 @@ class DepthwiseConv2dTest(DwopTestCase):
     self.assertAllClose(
         reference.depthwise_conv2d(x, w, case.tf_strides, case.tf_padding,
                                    dilations=case.tf_dilations), y)
-    dx, dw = gradients(lambda x, w: dwop.depthwise_conv2d(x, w, *args, **kwargs),
-                       [tf.constant(x), tf.constant(w)], dy, "eager")
+    conv = lambda x, w: dwop.depthwise_conv2d(x, w, *args, **kwargs)
+    dx, dw = gradients(conv, [tf.constant(x), tf.constant(w)], dy, "eager")
     self.assertAllClose(oracle_input_grad(x.shape, w, dy, case), dx,
                         rtol=1e-12, atol=1e-12)
     self.assertAllClose(
@@ -341,10 +340,11 @@ class RoutesTest(DwopTestCase):
       stock, ours = tf.nn.depthwise_conv2d, dwop.depthwise_conv2d
     expected = gradients(lambda *a: stock(*a, *args, **kwargs), inputs, dy,
                          "eager")
-    conv = stock if route.endswith("enabled") else ours
+    enable = route.endswith("enabled")
+    conv = stock if enable else ours
     with mock.patch.object(_grad, "filter_grad",
                            wraps=_grad.filter_grad) as spy:
-      with dwop.enabled() if route.endswith("enabled") else contextlib.nullcontext():
+      with dwop.enabled() if enable else contextlib.nullcontext():
         got = gradients(lambda *a: conv(*a, *args, **kwargs), inputs, dy, mode)
     if not mode.startswith("jit"):  # under XLA TensorFlow's gradient is used
       self.assertGreater(spy.call_count, 0)

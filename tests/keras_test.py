@@ -154,7 +154,8 @@ class TrainingTest(KerasTestCase):
                                     dwop.layers.SeparableConv2D)
     else:
       model = grad_models.mobilenet()
-    with _spy() as spy, dwop.enabled() if route == "enabled" else contextlib.nullcontext():
+    scope = dwop.enabled() if route == "enabled" else contextlib.nullcontext()
+    with _spy() as spy, scope:
       history = grad_models.train(model, 5, epochs=4,
                                   optimizer=keras.optimizers.Adam(1e-2))
     loss = history.history["loss"]
@@ -218,8 +219,9 @@ class SavingTest(KerasTestCase):
         restored = tf.saved_model.load(path)
         x = tf.constant(np.load(path + "_x.npy"))
         y = tf.constant(np.load(path + "_y.npy"))
-        out["predict_error"] = float(np.abs(
-            restored.serve(x[:8]).numpy() - np.load(path + "_expected.npy")).max())
+        expected = np.load(path + "_expected.npy")
+        out["predict_error"] = float(
+            np.abs(restored.serve(x[:8]).numpy() - expected).max())
         variables = restored.trainable_variables
 
         @tf.function
