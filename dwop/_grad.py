@@ -307,11 +307,12 @@ def enable():
   (`jit_compile=True`) the gradient falls back to TensorFlow's own.
 
   TensorFlow looks the gradient function up when it builds a gradient: at
-  `tape.gradient` for an eager tape; when a `tf.function` is traced for a
+  `tape.gradient` for an eager tape; when a `tf.function` is traced, for a
   tape or `tf.gradients` inside it (Keras' train function included); at the
-  first call under a tape for a `tf.function` differentiated from outside.
-  What was built before stays as it was: enable dwop before the first
-  training step, or retrace (e.g. `model.compile` again).
+  first call under a tape of a traced `tf.function` differentiated from
+  outside (its backward function is then cached with it). What was built
+  before stays as it was: enable dwop before the first training step, or
+  retrace (e.g. call `model.compile` again).
 
   The switch is process-wide (gradients are built in whichever thread runs
   the step, e.g. `tf.distribute`'s replica threads) and idempotent.

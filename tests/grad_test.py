@@ -513,6 +513,29 @@ class EnableTest(DwopTestCase):
       self.assertEqual(spy.call_count, 1)
     self.assertAllClose(off, on)
 
+  def test_function_under_outer_tape_decides_at_first_call(self):
+    x = tf.ones([1, 5, 5, 2])
+    w = tf.ones([3, 3, 2, 1])
+
+    def call_and_differentiate(function, enable_call, enable_gradient):
+      with dwop.enabled() if enable_call else contextlib.nullcontext():
+        with tf.GradientTape() as tape:
+          tape.watch(w)
+          y = function(x, w)
+      with dwop.enabled() if enable_gradient else contextlib.nullcontext():
+        return tape.gradient(y, w)
+
+    conv = lambda x, w: tf.nn.depthwise_conv2d(x, w, [1, 1, 1, 1], "SAME")
+    with mock.patch.object(_grad, "filter_grad",
+                           wraps=_grad.filter_grad) as spy:
+      built_off = tf.function(conv)
+      call_and_differentiate(built_off, False, True)
+      self.assertEqual(spy.call_count, 0)
+      call_and_differentiate(built_off, True, True)  # cached backward
+      self.assertEqual(spy.call_count, 0)
+      call_and_differentiate(tf.function(conv), True, False)
+      self.assertEqual(spy.call_count, 1)
+
   def test_traced_function_keeps_its_gradient(self):
     x = tf.ones([1, 5, 5, 2])
     w = tf.ones([3, 3, 2, 1])
