@@ -35,7 +35,6 @@ __all__ = [
     "enable",
     "enabled",
     "is_enabled",
-    "layers",
     "library_path",
     "load_library",
     "separable_conv2d",
