@@ -115,9 +115,9 @@ def gradients(forward, inputs, dy, mode):
 
 
 class DwopTestCase(parameterized.TestCase, tf.test.TestCase):
+  """Starts and ends every test with dwop disabled."""
   # tf.test.TestCase's deprecated session helper is not a test.
   test_session = None
-
 
   def setUp(self):
     super().setUp()

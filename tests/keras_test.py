@@ -17,6 +17,7 @@ import dwop
 from dwop import _grad
 import dwop.layers
 import grad_models
+import grad_test
 import testing
 
 DWOP_OP = "Dwop>DepthwiseConv2dBackpropFilter"
@@ -44,15 +45,10 @@ def _spy():
   return mock.patch.object(_grad, "filter_grad", wraps=_grad.filter_grad)
 
 
-class KerasTestCase(parameterized.TestCase, tf.test.TestCase):
-  # tf.test.TestCase's deprecated session helper is not a test.
-  test_session = None
-
+class KerasTestCase(grad_test.DwopTestCase):
 
   def setUp(self):
     super().setUp()
-    dwop.disable()
-    self.addCleanup(dwop.disable)
     self.addCleanup(keras.mixed_precision.set_global_policy, "float32")
 
 
