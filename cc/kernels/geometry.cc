@@ -184,17 +184,15 @@ Status OutputSize(const DimSpec& d, Padding padding, int64_t* out,
 }
 
 // The number of elements of a shape, or an error when the product of its
-// non-zero dimensions (or that product in bytes) does not fit in int64. A zero
-// dimension does not excuse the others: [2,0,2^62,2^62] is refused although it
-// holds nothing, so that every product of any subset of a validated tensor's
-// dimensions, in any order, fits in int64 (params.h relies on this).
+// dimensions, taken in order as TensorFlow's TensorShape does, or that product
+// in bytes does not fit in int64. A tensor with a zero dimension before any
+// overflow has no elements, whatever its other dimensions ([0, 2^62, 2^62]
+// is valid): Geometry's counts are zero-safe for that reason, and the glue
+// never hands such a problem to a kernel (see NothingToSum).
 Status CheckedSize(const char* name, ShapeRef shape, int64_t* elements) {
   int64_t n = 1;
-  bool empty = false;
   for (int i = 0; i < shape.rank; ++i) {
-    if (shape.dims[i] == 0) {
-      empty = true;
-    } else if (!CheckedMul(n, shape.dims[i], &n)) {
+    if (!CheckedMul(n, shape.dims[i], &n)) {
       return Invalid(std::string(name) + " shape " + FormatShape(shape) +
                      " has more elements than int64 can count");
     }
@@ -204,7 +202,7 @@ Status CheckedSize(const char* name, ShapeRef shape, int64_t* elements) {
     return Invalid(std::string(name) + " shape " + FormatShape(shape) +
                    " is too large: its size in bytes overflows int64");
   }
-  *elements = empty ? 0 : n;
+  *elements = n;
   return Status::Ok();
 }
 
@@ -329,8 +327,13 @@ Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
                    ", data_format " + LayoutName(layout) + "), but got " +
                    shown_sizes);
   }
-  // Cannot overflow: a sub-product of filter_sizes' dimensions, checked above.
-  const int64_t out_depth = in_depth * multiplier;
+  // May overflow when the filter is empty (filter_sizes [0,0,2^40,2^40]):
+  // wrapping to 0 would accept an out_backprop of depth 0.
+  int64_t out_depth;
+  if (!CheckedMul(in_depth, multiplier, &out_depth)) {
+    return Invalid("in_depth * depth_multiplier overflows int64: " +
+                   shown_sizes);
+  }
   if (out_backprop.dims[depth] != out_depth) {
     return Invalid("out_backprop depth must be in_depth * depth_multiplier = " +
                    Str(in_depth) + " * " + Str(multiplier) + " = " +

@@ -74,13 +74,14 @@ Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
                        ShapeRef filter_sizes_shape, const int64_t* filter_sizes,
                        ShapeRef out_backprop, Geometry* geo);
 
-// True when the filter gradient is all zeros whatever the data: input or
-// out_backprop is empty, so there is nothing to sum. The glue then fills the
-// output with zeros itself and calls no kernel: an empty tensor may carry huge
-// other dimensions (a [0, 2^40, 2^40, 3] input is valid), and no kernel should
-// have to iterate over, or multiply, those.
+// True when no kernel needs to run: the filter gradient is empty (nothing to
+// write) or input or out_backprop is empty (nothing to sum: the gradient is
+// zeros). The glue then writes the zeros itself: an empty tensor may carry
+// huge other dimensions (a [0, 2^40, 2^40, 3] input, a [2^62, 0, 1, 1] filter
+// are valid), and no kernel should iterate over, or multiply, those.
 inline bool NothingToSum(const Geometry& geo) {
-  return geo.input_elements() == 0 || geo.out_backprop_elements() == 0;
+  return geo.filter_elements() == 0 || geo.input_elements() == 0 ||
+         geo.out_backprop_elements() == 0;
 }
 
 // "[1,2,3]"; used in messages.

@@ -34,12 +34,16 @@ inline int64_t DTypeSize(DType dtype) {
 // padding are implicit in out_rows/out_cols.
 //
 // REQUIRES (guaranteed by ComputeGeometry): every size >= 0; strides and
-// dilations >= 1; pads >= 0; for each of the three tensors, the product of any
-// subset of its dimensions, in any order, fits in int64 (so do the byte sizes);
-// filter_grad has at most 2^28 elements (kMaxFilterElements). Products ACROSS
-// tensors (out_rows * filter_rows, the flop count) are not bounded, above all
-// when a tensor is empty and its other dimensions are huge: a kernel that forms
-// one must use checked or floating-point arithmetic, or return early first.
+// dilations >= 1; pads >= 0; every element count and every byte size of the
+// three tensors fits in int64; filter_grad has at most 2^28 elements
+// (kMaxFilterElements). An EMPTY tensor's other dimensions may be huge
+// ([0, 2^62, 2^62, 3] is valid): the counts below return 0 without
+// multiplying them, and the glue calls no kernel when any of the three
+// tensors is empty (NothingToSum in geometry.h), so a kernel sees only
+// non-empty tensors, whose dimensions multiply in any order without overflow.
+// Products ACROSS tensors (out_rows * filter_rows, the flop count) are not
+// bounded: a kernel that forms one must use checked or floating-point
+// arithmetic.
 struct Geometry {
   int64_t batch = 0;
   int64_t in_rows = 0;
@@ -60,13 +64,20 @@ struct Geometry {
 
   int64_t out_depth() const { return in_depth * depth_multiplier; }
   int64_t input_elements() const {
-    return batch * in_rows * in_cols * in_depth;
+    return Count(batch, in_rows, in_cols, in_depth);
   }
   int64_t out_backprop_elements() const {
-    return batch * out_rows * out_cols * out_depth();
+    return Count(batch, out_rows, out_cols, out_depth());
   }
   int64_t filter_elements() const {
-    return filter_rows * filter_cols * in_depth * depth_multiplier;
+    return Count(filter_rows, filter_cols, in_depth, depth_multiplier);
+  }
+
+  // a*b*c*d, or 0 without multiplying when one of them is 0: the others of
+  // an empty tensor may overflow int64 together.
+  static int64_t Count(int64_t a, int64_t b, int64_t c, int64_t d) {
+    if (a == 0 || b == 0 || c == 0 || d == 0) return 0;
+    return a * b * c * d;
   }
 };
 
