@@ -166,8 +166,9 @@ sanitize: venv
 	$(TSAN_RUN) $(TSAN_BUILD)/replay $(ASAN_BUILD)/cases.txt
 	$(ASAN_PY) $(PY) python/fuzz.py --backend cabi --replay \
 	    tests/fuzz_corpus.jsonl
-	$(ASAN_PY) $(PY) python/fuzz.py --backend cabi --cases 1000 \
-	    --per-child 1000 --seed $(SAN_SEED)
+	for isa in avx512 avx2 generic; do \
+	    DWOP_CPU_ISA=$$isa $(ASAN_PY) $(PY) python/fuzz.py --backend cabi \
+	    --cases 1000 --per-child 1000 --seed $(SAN_SEED) || exit 1; done
 	if [ -f tests/cabi_test.py ]; then \
 	    $(ASAN_PY) $(PY) -m pytest tests/cabi_test.py; \
 	else echo "tests/cabi_test.py not present: skipped"; fi

@@ -55,7 +55,9 @@ INT64_MAX = 2**63 - 1
 INT64_MIN = -2**63
 INT32_MAX = 2**31 - 1
 # cc/kernels/geometry.h
-MAX_FILTER_ELEMENTS = 2**28
+MAX_FILTER_ELEMENTS = 2**31 - 1
+MAX_FILTER_BYTES = 2**31
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")
 # Element types the op must refuse.
@@ -359,6 +361,9 @@ def _geometry_stage(spec, attrs):
     raise _Fault("out_backprop rows", "out_backprop")
   if dy[row + 1] != ow:
     raise _Fault("out_backprop cols", "out_backprop")
+  # CheckFilterBytes, after ComputeGeometry.
+  if _elements(fs) * DTYPE_BYTES.get(spec["dtype"], 0) > MAX_FILTER_BYTES:
+    raise _Fault("filter gradient over 2 GiB", "filter_sizes")
   return dict(out_rows=oh, out_cols=ow, pad_top=pad_top, pad_left=pad_left,
               stride_rows=sh, stride_cols=sw, dilation_rows=dh,
               dilation_cols=dw)
@@ -396,7 +401,7 @@ def _buffer_stage(spec):
     shape = {"input": spec["input"], "out_backprop": spec["out_backprop"],
              "filter_backprop": spec["filter_sizes"]}[null]
     if _elements(shape) > 0:
-      raise _Fault(f"{null} buffer NULL", null)
+      raise _Fault(f"{null} buffer NULL", null, "buffer is NULL")
 
 
 def _elements(shape):
@@ -422,6 +427,7 @@ def _strategies():
   def base(draw):
     """A well-formed problem (its output size may still be negative)."""
     layout = draw(st.sampled_from(LAYOUTS))
+    dtype = draw(st.sampled_from(FLOATS))
     n = draw(st.integers(0, 3))
     c = draw(st.integers(0, 4))
     m = draw(st.integers(0, 3))
@@ -457,8 +463,10 @@ def _strategies():
                       enumerate((kh, kw, c, m))]
       if which == 2:
         n = 0  # an input with a huge depth must be empty
-    elif scale == "filter_limit":  # around kMaxFilterElements
-      kh, kw = 2**14, 2**14 + draw(st.integers(-1, 1))
+    elif scale == "filter_limit":  # around kMaxFilterBytes
+      kh = 2**14
+      kw = MAX_FILTER_BYTES // (kh * DTYPE_BYTES[dtype]) + draw(
+          st.integers(-1, 1))
       c, m = 1, 1
       n = 0
     if pad_kind == "EXPLICIT":
@@ -467,7 +475,7 @@ def _strategies():
       padding = pad_kind
     x = [n, h, w, c] if layout == "NHWC" else [n, c, h, w]
     spec = dict(
-        dtype=draw(st.sampled_from(FLOATS)),
+        dtype=dtype,
         input=x,
         filter_sizes=[kh, kw, c, m],
         strides=per_dim(layout, sh, sw, 1),

@@ -97,11 +97,12 @@ Status Resolve(const dwop_problem* problem, Geometry* geo) {
   ConvAttrs conv;
   DWOP_RETURN_IF_ERROR(ParseAttrs(attrs, &conv));
   const int64_t num_sizes = static_cast<int64_t>(sizes.size());
-  return ComputeGeometry(
+  DWOP_RETURN_IF_ERROR(ComputeGeometry(
       conv, ShapeRef{input.data(), static_cast<int>(input.size())},
       ShapeRef{&num_sizes, 1}, sizes.data(),
       ShapeRef{out_backprop.data(), static_cast<int>(out_backprop.size())},
-      geo);
+      geo));
+  return CheckFilterBytes(*geo, static_cast<DType>(dtype));
 }
 
 Status MakeParams(const dwop_problem* problem, const void* input,
@@ -109,19 +110,10 @@ Status MakeParams(const dwop_problem* problem, const void* input,
                   FilterGradParams* params) {
   DWOP_RETURN_IF_ERROR(Resolve(problem, &params->geo));
   const Geometry& g = params->geo;
-  const struct {
-    const char* name;
-    const void* data;
-    int64_t elements;
-  } buffers[] = {{"input", input, g.input_elements()},
-                 {"out_backprop", out_backprop, g.out_backprop_elements()},
-                 {"filter_backprop", filter_backprop, g.filter_elements()}};
-  for (const auto& b : buffers) {
-    if (b.elements > 0 && b.data == nullptr) {
-      return Status::InvalidArgument(
-          std::string(b.name) + " is NULL but has " +
-          std::to_string(b.elements) + " elements");
-    }
+  if ((g.input_elements() > 0 && input == nullptr) ||
+      (g.out_backprop_elements() > 0 && out_backprop == nullptr) ||
+      (g.filter_elements() > 0 && filter_backprop == nullptr)) {
+    return Status::InvalidArgument("a non-empty tensor's buffer is NULL");
   }
   params->dtype = static_cast<DType>(RawDType(problem));
   params->input = input;

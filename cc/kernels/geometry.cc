@@ -287,6 +287,23 @@ Status CheckFilterSizes(ShapeRef filter_sizes_shape,
   return Status::Ok();
 }
 
+Status CheckFilterBytes(const Geometry& geo, DType dtype) {
+  const int64_t elements = geo.filter_elements();  // <= kMaxFilterElements
+  const int64_t bytes = elements * DTypeSize(dtype);
+  if (bytes > kMaxFilterBytes) {
+    const int64_t sizes[4] = {geo.filter_rows, geo.filter_cols, geo.in_depth,
+                              geo.depth_multiplier};
+    static const char* const kNames[] = {"float16", "bfloat16", "float32",
+                                         "float64"};
+    return Invalid("filter_sizes=" + FormatDims(sizes, 4) +
+                   " describes a filter gradient of " + Str(bytes) +
+                   " bytes of " + kNames[static_cast<int>(dtype)] +
+                   ", more than the supported maximum of " +
+                   Str(kMaxFilterBytes) + " (2 GiB)");
+  }
+  return Status::Ok();
+}
+
 Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
                        ShapeRef filter_sizes_shape, const int64_t* filter_sizes,
                        ShapeRef out_backprop, Geometry* geo) {

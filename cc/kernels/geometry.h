@@ -13,13 +13,14 @@
 
 namespace dwop {
 
-// Largest filter gradient dwop computes: 2^28 elements (1 GiB of float32,
-// 2 GiB of float64). The largest depthwise filters of real networks (31x31 x
-// 2048 channels) have about 2^21 elements; refusing anything 100x beyond that
-// early turns a hostile filter_sizes (which may come with empty, zero-byte
-// input tensors) into a clear error instead of a multi-GiB zero-filled
-// allocation that the OOM killer answers.
-constexpr int64_t kMaxFilterElements = int64_t{1} << 28;
+// Largest filter gradient dwop computes, in elements (so that a filter index
+// fits in int32) and in bytes. A depthwise filter this large is never a real
+// layer (the largest in real networks, 31x31 x 2048 channels, has 2^21
+// elements), while filter_sizes alone, with empty input tensors, would
+// otherwise make dwop allocate and zero-fill up to 16 GiB: refusing it early
+// turns a fuzzer's filter_sizes into a clear error, not an OOM kill.
+constexpr int64_t kMaxFilterElements = (int64_t{1} << 31) - 1;
+constexpr int64_t kMaxFilterBytes = int64_t{1} << 31;  // 2 GiB
 
 enum class Padding : int32_t { kSame = 0, kValid = 1, kExplicit = 2 };
 
@@ -73,6 +74,10 @@ Status CheckFilterSizes(ShapeRef filter_sizes_shape,
 Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
                        ShapeRef filter_sizes_shape, const int64_t* filter_sizes,
                        ShapeRef out_backprop, Geometry* geo);
+
+// Refuses a filter gradient of more than kMaxFilterBytes bytes of `dtype`.
+// Called by the glue after ComputeGeometry, which does not know the dtype.
+Status CheckFilterBytes(const Geometry& geo, DType dtype);
 
 // True when no kernel needs to run: the filter gradient is empty (nothing to
 // write) or input or out_backprop is empty (nothing to sum: the gradient is

@@ -124,6 +124,9 @@ class DepthwiseConv2dBackpropFilterOp : public OpKernel {
                  {out_backprop_dims.data(),
                   static_cast<int>(out_backprop_dims.size())},
                  &params.geo)));
+    params.dtype = DTypeOf<T>();
+    OP_REQUIRES_OK(ctx,
+                   ToTf(::dwop::CheckFilterBytes(params.geo, params.dtype)));
 
     // BuildTensorShape returns a Status where TensorShape's constructor would
     // CHECK-fail (abort) on a bad shape; ComputeGeometry has already refused
@@ -134,7 +137,6 @@ class DepthwiseConv2dBackpropFilterOp : public OpKernel {
                             &output_shape));
     Tensor* output = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, output_shape, &output));
-    params.dtype = DTypeOf<T>();
     params.input = input.flat<T>().data();
     params.out_backprop = out_backprop.flat<T>().data();
     params.filter_backprop = output->flat<T>().data();

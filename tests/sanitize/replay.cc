@@ -15,7 +15,8 @@
 //
 // For each problem: dwop_validate; then, when valid and small, both kernels on
 // heap buffers of exactly the tensors' sizes (so any overrun is caught), the
-// CPU kernel at 1, 3 and the problem's thread count, checking that every
+// CPU kernel at every ISA level (DWOP_CPU_ISA) and at 1, 3 and the problem's
+// thread count, checking that every
 // output element is written, that the thread counts agree bit for bit and that
 // the CPU kernel agrees with the reference; when invalid, both kernels on
 // one-element buffers, checking they refuse and leave the output alone.
@@ -39,6 +40,10 @@
 namespace {
 
 constexpr int64_t kMaxElements = int64_t{1} << 20;
+
+// The CPU kernel's ISA levels (DWOP_CPU_ISA); each is run on every problem.
+constexpr const char* kIsas[] = {"avx512", "avx2", "generic"};
+constexpr int kIsaLevels = 3;
 
 struct Case {
   std::map<std::string, std::string> fields;
@@ -198,6 +203,10 @@ double Get(const Buffer& b, int dtype, int64_t i) {
   }
 }
 
+int64_t Count(int64_t a, int64_t b, int64_t c, int64_t d) {
+  return a == 0 || b == 0 || c == 0 || d == 0 ? 0 : a * b * c * d;
+}
+
 struct Stats {
   int cases = 0, computed = 0, validated = 0, refused = 0, failures = 0;
 };
@@ -223,10 +232,12 @@ void Run(const Case& c, Stats* stats) {
   }
   int64_t nx = 0, ny = 0, nw = 0;
   if (status == DWOP_OK) {
-    nx = g.batch * g.in_rows * g.in_cols * g.in_depth;
-    // out_backprop's own dims: every product of them fits in int64.
-    ny = g.batch * g.out_rows * g.out_cols * (g.in_depth * g.depth_multiplier);
-    nw = g.filter_rows * g.filter_cols * g.in_depth * g.depth_multiplier;
+    // Zero-safe, as Geometry's counts: an empty tensor's other dimensions
+    // may overflow int64 when multiplied.
+    nx = Count(g.batch, g.in_rows, g.in_cols, g.in_depth);
+    ny = Count(g.batch, g.out_rows, g.out_cols,
+               g.in_depth * g.depth_multiplier);
+    nw = Count(g.filter_rows, g.filter_cols, g.in_depth, g.depth_multiplier);
   }
   // A NULL buffer is refused only for a non-empty tensor.
   const bool null_refused = (null_buffer == "input" && nx > 0) ||
@@ -263,43 +274,59 @@ void Run(const Case& c, Stats* stats) {
   Buffer dy(ny, dtype, null_buffer == "out_backprop");
   Fill(&x, dtype, nx, seed);
   Fill(&dy, dtype, ny, seed + 1);
+  // outs[0] is the reference; then, for each ISA level of the CPU kernel
+  // (DWOP_CPU_ISA, read on every call; levels the CPU lacks fall back), the
+  // three thread counts.
   std::vector<Buffer*> outs;
   const int32_t thread_counts[] = {1, 3, threads};
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 1 + kIsaLevels * 3; ++i) {
     Buffer* out = new Buffer(nw, dtype, null_buffer == "filter_backprop");
     if (out->data != nullptr) std::memset(out->data, 0xFF, out->bytes);
-    const dwop_status s =
-        i < 3 ? dwop_filter_grad_cpu(&problem, x.data, dy.data, out->data,
-                                     thread_counts[i], error, sizeof(error))
-              : dwop_filter_grad_reference(&problem, x.data, dy.data,
-                                           out->data, error, sizeof(error));
+    dwop_status s;
+    if (i == 0) {
+      s = dwop_filter_grad_reference(&problem, x.data, dy.data, out->data,
+                                     error, sizeof(error));
+    } else {
+      setenv("DWOP_CPU_ISA", kIsas[(i - 1) / 3], 1);
+      s = dwop_filter_grad_cpu(&problem, x.data, dy.data, out->data,
+                               thread_counts[(i - 1) % 3], error,
+                               sizeof(error));
+    }
     if (s != DWOP_OK) Fail(stats, c, std::string("kernel failed: ") + error);
     outs.push_back(out);
   }
+  unsetenv("DWOP_CPU_ISA");
   const double rtol = dtype == DWOP_DOUBLE  ? 1e-12
                       : dtype == DWOP_FLOAT ? 1e-5
                       : dtype == DWOP_HALF  ? 4e-3
                                             : 3e-2;
-  const double terms = std::sqrt(static_cast<double>(
-      std::max<int64_t>(1, g.batch * g.out_rows * g.out_cols)));
+  // In floating point: with an empty out_backprop these may be huge.
+  const double terms = std::sqrt(std::max(
+      1.0, static_cast<double>(g.batch) * static_cast<double>(g.out_rows) *
+               static_cast<double>(g.out_cols)));
   for (int64_t i = 0; i < nw; ++i) {
-    const double ref = Get(*outs[3], dtype, i);
-    for (int k = 0; k < 3; ++k) {
+    const double ref = Get(*outs[0], dtype, i);
+    for (size_t k = 0; k < outs.size(); ++k) {
       const double v = Get(*outs[k], dtype, i);
+      const std::string who =
+          k == 0 ? "reference" : std::string("cpu (") + kIsas[(k - 1) / 3] +
+                                     ")";
       if (!std::isfinite(v)) {
-        Fail(stats, c, "output element " + std::to_string(i) +
+        Fail(stats, c, who + ": output element " + std::to_string(i) +
                            " not written (or not finite)");
         break;
       }
       if (std::abs(v - ref) > rtol * 4 * terms) {
-        Fail(stats, c, "cpu and reference differ at " + std::to_string(i));
+        Fail(stats, c, who + " and reference differ at " + std::to_string(i));
         break;
       }
     }
   }
-  for (int k = 1; k < 3 && nw > 0; ++k) {
-    if (std::memcmp(outs[0]->data, outs[k]->data, outs[0]->bytes) != 0) {
-      Fail(stats, c, "cpu results differ between thread counts");
+  for (size_t k = 1; k < outs.size() && nw > 0; ++k) {
+    const Buffer* first = outs[1 + (k - 1) / 3 * 3];  // same ISA, 1 thread
+    if (std::memcmp(first->data, outs[k]->data, first->bytes) != 0) {
+      Fail(stats, c, std::string("cpu (") + kIsas[(k - 1) / 3] +
+                         ") results differ between thread counts");
     }
   }
   for (Buffer* b : outs) delete b;
@@ -407,7 +434,8 @@ int main(int argc, char** argv) {
     Run(c, &stats);
   }
   std::printf(
-      "sanitize replay: %d cases: %d computed (3 thread counts + reference), "
+      "sanitize replay: %d cases: %d computed (reference, and the CPU kernel "
+      "at 3 ISA levels x 3 thread counts), "
       "%d validated only, %d refused; %d failure(s)\n",
       stats.cases, stats.computed, stats.validated, stats.refused,
       stats.failures);
