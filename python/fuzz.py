@@ -222,6 +222,8 @@ def _python_stage(spec):
     faults.append(("data_format value", ("data_format",)))
   for name in ("strides", "dilations"):
     v = spec[name]
+    if v is None and name == "dilations":
+      continue  # the op's default, [1, 1, 1, 1]
     if not isinstance(v, (list, tuple)) or not all(_is_int(x) for x in v):
       faults.append((f"{name} type", (name,)))
   if spec["dtype"] not in FLOATS:
@@ -276,7 +278,10 @@ def _attrs_stage(spec, backend):
   if padding not in ("SAME", "VALID", "EXPLICIT"):
     raise _Fault("padding value", "padding")
   strides = [_as_int64(v) for v in _list_attr(spec["strides"])]
-  dilations = [_as_int64(v) for v in _list_attr(spec["dilations"])]
+  dilations = spec["dilations"]
+  if dilations is None and backend == "tf":
+    dilations = [1, 1, 1, 1]  # the op's default
+  dilations = [_as_int64(v) for v in _list_attr(dilations)]
   sh, sw = _window_attr("strides", strides, df)
   dh, dw = _window_attr("dilations", dilations, df)
   explicit = [_as_int64(v) for v in explicit]
@@ -736,7 +741,7 @@ def oracle(spec, x, dy):
   with np.errstate(invalid="ignore"):
     return reference.depthwise_conv2d_backprop_filter(
         x, fs, dy, spec["strides"], spec["padding"],
-        spec["data_format"] or "NHWC", spec["dilations"])
+        spec["data_format"] or "NHWC", spec["dilations"] or [1, 1, 1, 1])
 
 
 def tolerance(spec, x, dy):
@@ -811,8 +816,8 @@ class TfBackend:
     fs, dt = spec["filter_sizes"], spec["sizes_dtype"]
     if dt == "list":
       return fs
-    return self.tf.constant(np.array(fs, dtype=object).astype(dt)
-                            if dt != "float32" else np.array(fs, np.float32))
+    # Through int64: a narrower junk dtype (int16, uint8) wraps silently.
+    return self.tf.constant(np.array(fs, np.int64).astype(dt))
 
   def run(self, spec):
     tf = self.tf
