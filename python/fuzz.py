@@ -66,7 +66,7 @@ LAYOUTS = ("NHWC", "NCHW")
 
 # Materialised tensors stay this small (elements); larger valid problems are
 # validation-only.
-MAX_ELEMENTS = 3000
+MAX_ELEMENTS = 8000
 MAX_OUTPUT = 1 << 16
 MAX_TAPS = 1024  # oracle cost: one einsum per filter tap
 
@@ -444,11 +444,18 @@ def _strategies():
     dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     pad_kind = draw(st.sampled_from(["SAME", "VALID", "EXPLICIT"]))
     pads = [draw(st.integers(0, 4)) for _ in range(4)]
-    scale = draw(st.sampled_from(["small"] * 6 + ["huge_spatial",
-                                                  "huge_window",
-                                                  "huge_filter",
-                                                  "filter_limit"]))
-    if scale == "huge_spatial":  # an empty tensor with huge spatial dims
+    scale = draw(st.sampled_from(["small"] * 5 + ["wide", "tall"] * 2 +
+                                 ["huge_spatial", "huge_window",
+                                  "huge_filter", "filter_limit"]))
+    if scale == "wide":  # whole SIMD vectors of channels, and their tails
+      c = draw(st.integers(5, 70))
+      n, h, w = draw(st.integers(1, 2)), draw(st.integers(1, 7)), draw(
+          st.integers(1, 7))
+    elif scale == "tall":  # row bands and column tiles of the CPU kernel
+      c, m = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+      h, w = draw(st.integers(8, 45)), draw(st.integers(8, 45))
+      kh, kw = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    elif scale == "huge_spatial":  # an empty tensor with huge spatial dims
       h, w = draw(st.sampled_from([h, *HUGE[:5]])), draw(
           st.sampled_from([w, *HUGE[:5]]))
       n = 0 if draw(st.booleans()) else n
@@ -1255,9 +1262,11 @@ def _isolate(backend, specs, rc, err, work_dir, timeout, log, chunk_seed,
   path = os.path.join(work_dir, f"crash-{backend}-{chunk_seed}.jsonl")
   with open(path, "w") as f:
     f.write(json.dumps(suspect) + "\n")
-  rc2, _, err2 = _run(_child_cmd(["--replay", path, "--backend", backend]),
-                      min(timeout, 120), env)
-  alone = rc2 not in (0, 1)
+  rc2, out2, err2 = _run(_child_cmd(["--replay", path, "--backend", backend]),
+                         min(timeout, 120), env)
+  # Exit status 1 with a result line is a checked failure; without one (e.g.
+  # UBSan's halt_on_error exits with 1) the process died.
+  alone = rc2 not in (0, 1) or _result(out2) is None
   if not alone:  # depends on earlier calls: keep the whole sequence
     with open(path, "w") as f:
       for s in specs:
