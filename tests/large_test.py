@@ -12,7 +12,9 @@ bits would read the wrong elements (or outside the buffer) past element 2^31.
   beyond element 2^31;
 - big out_backprop: [1, 23200, 23200, 4] (2.15e9 elements) from a 1x1 filter
   with a depth multiplier of 4 on a [1, 23200, 23200, 1] input that is zero
-  except on a sparse grid (including the last row and column).
+  except on a sparse grid (including the last row and column);
+- a 1 GiB filter gradient of 2^28 taps from a 1x1 input: computed, or refused
+  with ResourceExhausted when the kernel's scratch would pass 4 GiB.
 
 Skipped unless DWOP_LARGE=1 (needs about 10 GiB of memory and a minute).
 """
@@ -125,6 +127,31 @@ class LargeTest(parameterized.TestCase):
     dyv = p[rows][:, None, None] + q[cols][None, :, None] + r
     want = dyv.sum(axis=(0, 1)).reshape(1, 1, 1, m)
     np.testing.assert_array_equal(got, want)
+
+
+  def test_huge_filter_on_a_tiny_input(self):
+    """A 1 GiB filter gradient (2^28 taps, one channel) from a 1x1 input.
+
+    Valid: within kMaxFilterBytes. Either it is computed (one tap sees the
+    pixel: SAME puts it at the centre), or the kernel's scratch would exceed
+    kMaxWorkspaceBytes and the op says so with ResourceExhausted, before
+    allocating it; never a crash or an out-of-memory kill.
+    """
+    tf = self.tf
+    k = 2**14
+    x = tf.constant([[[[3.0]]]])
+    dy = tf.constant([[[[-2.0]]]])
+    try:
+      got = self.dwop.depthwise_conv2d_backprop_filter(
+          x, [k, k, 1, 1], dy, [1, 1, 1, 1], "SAME")
+    except tf.errors.ResourceExhaustedError as e:
+      self.assertIn("bytes of kernel workspace", str(e))
+      return
+    got = got.numpy()
+    centre = ((k - 1) // 2, (k - 1) // 2)
+    self.assertEqual(got[centre][0, 0], -6.0)
+    got[centre] = 0
+    self.assertFalse(got.any())
 
 
 if __name__ == "__main__":

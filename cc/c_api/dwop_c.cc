@@ -222,6 +222,7 @@ dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const void* input,
                                           filter_backprop, &params));
     if (dwop::HandledWithoutKernel(params)) return dwop::Status::Ok();
     const int64_t bytes = dwop::CpuWorkspaceBytes(params.geo, params.dtype);
+    DWOP_RETURN_IF_ERROR(dwop::CheckWorkspaceBytes(params.geo, bytes));
     dwop::AlignedBuffer workspace(bytes);
     if (bytes > 0 && workspace.data == nullptr) {
       return dwop::Status::ResourceExhausted(

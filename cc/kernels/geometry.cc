@@ -304,6 +304,19 @@ Status CheckFilterBytes(const Geometry& geo, DType dtype) {
   return Status::Ok();
 }
 
+Status CheckWorkspaceBytes(const Geometry& geo, int64_t bytes) {
+  if (bytes < 0 || bytes > kMaxWorkspaceBytes) {
+    const int64_t sizes[4] = {geo.filter_rows, geo.filter_cols, geo.in_depth,
+                              geo.depth_multiplier};
+    return Status::ResourceExhausted(
+        kOp + std::string("filter_sizes=") + FormatDims(sizes, 4) +
+        " would need " + Str(bytes) + " bytes of kernel workspace, more "
+        "than the supported maximum of " + Str(kMaxWorkspaceBytes) +
+        " (4 GiB)");
+  }
+  return Status::Ok();
+}
+
 Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
                        ShapeRef filter_sizes_shape, const int64_t* filter_sizes,
                        ShapeRef out_backprop, Geometry* geo) {

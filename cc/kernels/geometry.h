@@ -75,6 +75,16 @@ Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
                        ShapeRef filter_sizes_shape, const int64_t* filter_sizes,
                        ShapeRef out_backprop, Geometry* geo);
 
+// Largest scratch memory a kernel may ask the glue for. The CPU kernel's
+// plans stay far below it on real layers; a pathological filter (one channel,
+// 2^28 taps: its per-chunk partial sums are padded to a vector of channels)
+// could otherwise ask for 16x the filter. The glue refuses more with
+// ResourceExhausted before allocating anything.
+constexpr int64_t kMaxWorkspaceBytes = int64_t{1} << 32;  // 4 GiB
+
+// ResourceExhausted when a kernel asks for more than kMaxWorkspaceBytes.
+Status CheckWorkspaceBytes(const Geometry& geo, int64_t bytes);
+
 // Refuses a filter gradient of more than kMaxFilterBytes bytes of `dtype`.
 // Called by the glue after ComputeGeometry, which does not know the dtype.
 Status CheckFilterBytes(const Geometry& geo, DType dtype);

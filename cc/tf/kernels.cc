@@ -63,6 +63,7 @@ struct Launcher<CPUDevice> {
       return absl::OkStatus();
     }
     const int64_t bytes = ::dwop::CpuWorkspaceBytes(params.geo, params.dtype);
+    TF_RETURN_IF_ERROR(ToTf(::dwop::CheckWorkspaceBytes(params.geo, bytes)));
     Tensor workspace;
     if (bytes > 0) {
       TF_RETURN_IF_ERROR(
