@@ -14,8 +14,8 @@ KERNEL_COPTS = [
 ]
 
 def kernel_library(name, copts = [], **kwargs):
-    """A cc_library of framework-free kernel code: KERNEL_COPTS + copts."""
-    native.cc_library(name = name, copts = KERNEL_COPTS + copts, **kwargs)
+    """A static cc_library of framework-free kernel code: KERNEL_COPTS + copts."""
+    native.cc_library(name = name, copts = KERNEL_COPTS + copts, linkstatic = True, **kwargs)
 
 def cpu_isa_libraries(isa_copts, deps):
     """One library per cc/kernels/cpu_<isa>.cc, compiled with its ISA's flags.
@@ -109,7 +109,7 @@ def cuda_library(name, srcs, hdrs, copts, gpu_archs, deps = [], **kwargs):
     )
     native.cc_library(
         name = name,
-        srcs = [":" + name + "_objects"],
+        srcs = [":" + name + "_objects"] if srcs else [],
         deps = deps + [
             "@local_config_cuda//:cuda_headers",
             "@local_config_cuda//:cudart_static",

@@ -49,7 +49,7 @@ def _cuda_configure_impl(repository_ctx):
         error = "libcudart_static.a is not under %s: set CUDA_PATH" % root
     if error:
         error = "dwop: --config=cuda needs the CUDA toolkit, but " + error + \
-                ", then run `bazel sync --configure`."
+                " (after installing it, run `bazel sync --configure`)."
     else:
         repository_ctx.symlink(root + "/include", "include")
         repository_ctx.symlink(cudart, "lib/libcudart_static.a")

@@ -70,7 +70,8 @@ def _tf_configure_impl(repository_ctx):
         # The last line of a traceback says what went wrong.
         lines = (result.stderr.strip() or "exit code %d" % result.return_code).splitlines()
         error = ("dwop: %s cannot import TensorFlow (%s). Set %s to an " +
-                 "interpreter that can, then run `bazel sync --configure`.") % (
+                 "interpreter that can, or install TensorFlow into this one " +
+                 "and run `bazel sync --configure`.") % (
             python,
             lines[-1],
             _PYTHON_BIN_PATH,
