@@ -17,34 +17,35 @@ def kernel_library(name, copts = [], **kwargs):
     """A static cc_library of framework-free kernel code: KERNEL_COPTS + copts."""
     native.cc_library(name = name, copts = KERNEL_COPTS + copts, linkstatic = True, **kwargs)
 
-def cpu_isa_libraries(isa_copts, deps):
-    """One library per cc/kernels/cpu_<isa>.cc, compiled with its ISA's flags.
+def kernel_source_libraries(copts_by_source, deps):
+    """One library per cc/kernels source that needs flags of its own.
 
     Args:
-      isa_copts: dict from an ISA name to its compiler flags; an ISA whose
-        source file does not exist (yet) is skipped.
+      copts_by_source: dict from a file name in cc/kernels to its extra
+        compiler flags; a file that does not exist (yet) is skipped.
       deps: what the sources include (the kernel headers).
 
     Returns:
       struct(srcs, labels): the sources these libraries compile (exclude them
-      from the portable library) and the libraries (depend on them).
+      from the main library) and the libraries (depend on them).
     """
     srcs = []
     labels = []
-    for isa, copts in isa_copts.items():
-        src = native.glob(["cc/kernels/cpu_%s.cc" % isa], allow_empty = True)
+    for source, copts in copts_by_source.items():
+        src = native.glob(["cc/kernels/" + source], allow_empty = True)
         if not src:
             continue
+        name = "kernels_" + source.split(".")[0]
         kernel_library(
-            name = "kernels_" + isa,
+            name = name,
             srcs = src,
             copts = copts,
             deps = deps,
-            # Reached only through run-time dispatch: keep every object.
+            # Code reached only through run-time dispatch stays linked in.
             alwayslink = True,
         )
         srcs += src
-        labels.append(":kernels_" + isa)
+        labels.append(":" + name)
     return struct(srcs = srcs, labels = labels)
 
 def _gencode_flag(arch):
@@ -88,7 +89,7 @@ _nvcc_objects = rule(
 )
 
 def cuda_library(name, srcs, hdrs, copts, gpu_archs, deps = [], **kwargs):
-    """A cc_library of CUDA sources compiled by nvcc ($NVCC), with cudart_static.
+    """A cc_library of CUDA sources compiled by nvcc, with the static runtime.
 
     Args:
       name: the cc_library.
@@ -110,10 +111,7 @@ def cuda_library(name, srcs, hdrs, copts, gpu_archs, deps = [], **kwargs):
     native.cc_library(
         name = name,
         srcs = [":" + name + "_objects"] if srcs else [],
-        deps = deps + [
-            "@local_config_cuda//:cuda_headers",
-            "@local_config_cuda//:cudart_static",
-        ],
+        deps = deps + ["@local_config_cuda//:cudart_static"],
         alwayslink = True,
         **kwargs
     )
