@@ -4,8 +4,11 @@
 # Installs Debian's bazel-bootstrap when no Bazel is found, then:
 #   1. bazel build //...           op library, C ABI, package, test targets
 #   2. a TensorFlow include in kernel code must fail to compile
-#   3. bazel test //...            the suites in tests/ and tools/ checks
-#   4. bazel build --config=cuda   the CUDA build, when nvcc is on the PATH
+#   3. bazel test //...            the suites in tests/ and the build's checks
+#   4. --config=cuda: both libraries with the CUDA kernels (nvcc) load and
+#      compute, when nvcc is on the PATH
+# and closes with one line, "bazel: N passed, N failed, N skipped", counting
+# the test cases (not targets) that ran.
 #
 # Environment (all optional):
 #   BAZEL             Bazel to run (default: Debian's bazel-4, else bazel)
@@ -13,8 +16,8 @@
 #   DWOP_BAZEL_DISK_CACHE  where compiled actions are kept across clones
 #                     (default: ~/.cache/bazel/_dwop_disk_cache, beside
 #                     Bazel's own output bases in ~/.cache/bazel)
-#   DWOP_BAZEL_CUDA   1: always build --config=cuda, 0: never (default: if
-#                     nvcc is found)
+#   DWOP_BAZEL_CUDA   1: always run step 4, 0: never (default: when nvcc is
+#                     found)
 #   PYTHON_BIN_PATH   the interpreter with TensorFlow (default .venv/bin/python,
 #                     created with `make venv` when missing)
 # With CI set, the clone's output base is removed at the end (the disk cache
@@ -65,7 +68,9 @@ disk_cache="${DWOP_BAZEL_DISK_CACHE:-$HOME/.cache/bazel/_dwop_disk_cache}"
 bazel() {
   "$BAZEL" "$@"
 }
+since="$(mktemp)"  # test results newer than this are this run's
 cleanup() {
+  rm -f "$since"
   if [[ -n "${CI:-}" ]]; then
     bazel clean --expunge >/dev/null 2>&1 || true
   else
@@ -92,18 +97,19 @@ fi
 echo "OK: tensorflow/core/framework/op.h: No such file or directory"
 
 step "test //..."
-since="$(mktemp)"
+touch "$since"
 bazel test "${opts[@]}" //...
-# One closing line for the test cases that ran (from their JUnit XML).
-testlogs="$(bazel info "${opts[@]}" bazel-testlogs 2>/dev/null)"
-find -L "$testlogs" -name test.xml -newer "$since" -print0 | xargs -0 \
-    "${PYTHON_BIN_PATH:-.venv/bin/python}" tools/junit_summary.py bazel
-rm -f "$since"
 
 nvcc="$(command -v "${NVCC:-nvcc}" || true)"
 cuda="${DWOP_BAZEL_CUDA:-auto}"
 if [[ "$cuda" == 1 || ( "$cuda" == auto && -n "$nvcc" ) ]]; then
-  step "build --config=cuda //:dwop_ops //:libdwop_c.so (nvcc: ${nvcc:-none})"
-  bazel build "${opts[@]}" --config=cuda //:dwop_ops //:libdwop_c.so
+  # Builds both libraries with the CUDA kernels and loads them (no GPU here).
+  step "test --config=cuda //tools:bazel_wiring_test (nvcc: ${nvcc:-none})"
+  bazel test "${opts[@]}" --config=cuda //tools:bazel_wiring_test
 fi
+
 step "done in $((SECONDS - start)) s"
+# The closing line: the test cases that ran, from each test's JUnit XML.
+out="$(bazel info "${opts[@]}" output_path 2>/dev/null)"
+find "$out"/*/testlogs -name test.xml -newer "$since" -print0 | xargs -0 \
+    "${PYTHON_BIN_PATH:-.venv/bin/python}" tools/junit_summary.py bazel
