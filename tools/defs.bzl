@@ -14,8 +14,19 @@ KERNEL_COPTS = [
 ]
 
 def kernel_library(name, copts = [], **kwargs):
-    """A static cc_library of framework-free kernel code: KERNEL_COPTS + copts."""
-    native.cc_library(name = name, copts = KERNEL_COPTS + copts, linkstatic = True, **kwargs)
+    """A cc_library of framework-free kernel code: KERNEL_COPTS + copts.
+
+    Linked whole into each library that depends on it, as the Makefile links
+    every kernel object: no archive-order surprises between the per-ISA
+    objects and the code that dispatches to them.
+    """
+    native.cc_library(
+        name = name,
+        copts = KERNEL_COPTS + copts,
+        linkstatic = True,
+        alwayslink = True,
+        **kwargs
+    )
 
 def kernel_source_libraries(copts_by_source, deps):
     """One library per cc/kernels source that needs flags of its own.
@@ -41,8 +52,6 @@ def kernel_source_libraries(copts_by_source, deps):
             srcs = src,
             copts = copts,
             deps = deps,
-            # Code reached only through run-time dispatch stays linked in.
-            alwayslink = True,
         )
         srcs += src
         labels.append(":" + name)
@@ -130,8 +139,6 @@ def pytest_test(name, src, deps = [], data = [], env = {}, **kwargs):
         deps = deps,
         data = data,
         env = env,
-        python_version = "PY3",
-        srcs_version = "PY3",
         # Without it Bazel adds __init__.py files that turn tests/ into a
         # package and break its conftest's imports.
         legacy_create_init = False,

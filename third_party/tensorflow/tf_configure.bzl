@@ -22,7 +22,7 @@ _DEFAULT_PYTHON = ".venv/bin/python"
 def _python(repository_ctx, workspace):
     python = repository_ctx.os.environ.get(_PYTHON_BIN_PATH, "")
     if not python:
-        return str(workspace.get_child(".venv").get_child("bin").get_child("python"))
+        python = _DEFAULT_PYTHON
     if "/" not in python:
         found = repository_ctx.which(python)
         return str(found) if found else python
