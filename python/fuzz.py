@@ -461,9 +461,15 @@ def _strategies():
       n = 0 if draw(st.booleans()) else n
       c = 0 if n and draw(st.booleans()) else c
     elif scale == "huge_window":
-      which = draw(st.sampled_from(["sh", "sw", "dh", "dw", "pads"]))
+      which = draw(st.sampled_from(["sh", "sw", "dh", "dw", "pads",
+                                    "padded_stride"]))
       v = draw(huge)
-      if which == "pads":
+      if which == "padded_stride":  # several outputs a huge stride apart
+        pad_kind, big = "EXPLICIT", 2**draw(st.integers(31, 61))
+        axis = draw(st.integers(0, 1))
+        pads[2 * axis:2 * axis + 2] = [big, big]
+        sh, sw = (big, sw) if axis == 0 else (sh, big)
+      elif which == "pads":
         pads[draw(st.integers(0, 3))] = v
       else:
         sh, sw, dh, dw = [v if which == k else old for k, old in
