@@ -151,18 +151,6 @@ ParallelFor ThreadsParallelFor(int32_t num_threads) {
   };
 }
 
-// Handles the problems no kernel needs to see (see NothingToSum): writes the
-// zero gradient and returns true.
-bool HandledWithoutKernel(const FilterGradParams& params) {
-  if (!NothingToSum(params.geo)) return false;
-  const int64_t elements = params.geo.filter_elements();
-  if (elements > 0) {
-    std::memset(params.filter_backprop, 0,
-                static_cast<size_t>(elements * DTypeSize(params.dtype)));
-  }
-  return true;
-}
-
 // Heap memory for the kernel's scratch, 64-byte aligned as cpu.h requires.
 struct AlignedBuffer {
   explicit AlignedBuffer(int64_t bytes)
@@ -220,7 +208,7 @@ dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const void* input,
     dwop::FilterGradParams params;
     DWOP_RETURN_IF_ERROR(dwop::MakeParams(problem, input, out_backprop,
                                           filter_backprop, &params));
-    if (dwop::HandledWithoutKernel(params)) return dwop::Status::Ok();
+    if (dwop::WriteZerosIfNothingToSum(params)) return dwop::Status::Ok();
     const int64_t bytes = dwop::CpuWorkspaceBytes(params.geo, params.dtype);
     DWOP_RETURN_IF_ERROR(dwop::CheckWorkspaceBytes(params.geo, bytes));
     dwop::AlignedBuffer workspace(bytes);
@@ -244,7 +232,7 @@ dwop_status dwop_filter_grad_reference(const dwop_problem* problem,
     dwop::FilterGradParams params;
     DWOP_RETURN_IF_ERROR(dwop::MakeParams(problem, input, out_backprop,
                                           filter_backprop, &params));
-    if (dwop::HandledWithoutKernel(params)) return dwop::Status::Ok();
+    if (dwop::WriteZerosIfNothingToSum(params)) return dwop::Status::Ok();
     return dwop::RunReference(params);
   });
   return dwop::Report(status, error, error_size);

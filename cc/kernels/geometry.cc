@@ -1,6 +1,7 @@
 #include "cc/kernels/geometry.h"
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 namespace dwop {
@@ -302,6 +303,16 @@ Status CheckFilterBytes(const Geometry& geo, DType dtype) {
                    Str(kMaxFilterBytes) + " (2 GiB)");
   }
   return Status::Ok();
+}
+
+bool WriteZerosIfNothingToSum(const FilterGradParams& params) {
+  if (!NothingToSum(params.geo)) return false;
+  const int64_t elements = params.geo.filter_elements();
+  if (elements > 0) {  // all-zero bits are +0 in every dtype
+    std::memset(params.filter_backprop, 0,
+                static_cast<size_t>(elements * DTypeSize(params.dtype)));
+  }
+  return true;
 }
 
 Status CheckWorkspaceBytes(const Geometry& geo, int64_t bytes) {

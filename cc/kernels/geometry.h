@@ -99,6 +99,10 @@ inline bool NothingToSum(const Geometry& geo) {
          geo.out_backprop_elements() == 0;
 }
 
+// For host buffers: when NothingToSum, writes the zero gradient into
+// params.filter_backprop and returns true (no kernel is to run).
+bool WriteZerosIfNothingToSum(const FilterGradParams& params);
+
 // "[1,2,3]"; used in messages.
 std::string FormatDims(const int64_t* dims, int64_t size);
 

@@ -2,7 +2,6 @@
 // Compute (both by cc/kernels/geometry.h, shared with every device), then a
 // device launcher runs the framework-free kernel.
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "cc/kernels/cpu.h"
@@ -53,15 +52,8 @@ template <>
 struct Launcher<CPUDevice> {
   static absl::Status Run(OpKernelContext* ctx,
                           const ::dwop::FilterGradParams& params) {
-    if (::dwop::NothingToSum(params.geo)) {  // zeros; no kernel sees it
-      const int64_t elements = params.geo.filter_elements();
-      if (elements > 0) {
-        std::memset(params.filter_backprop, 0,
-                    static_cast<size_t>(elements *
-                                        ::dwop::DTypeSize(params.dtype)));
-      }
-      return absl::OkStatus();
-    }
+    // Empty problems get zeros here; no kernel sees their huge dimensions.
+    if (::dwop::WriteZerosIfNothingToSum(params)) return absl::OkStatus();
     const int64_t bytes = ::dwop::CpuWorkspaceBytes(params.geo, params.dtype);
     TF_RETURN_IF_ERROR(ToTf(::dwop::CheckWorkspaceBytes(params.geo, bytes)));
     Tensor workspace;
