@@ -15,8 +15,9 @@
 //
 // For each problem: dwop_validate; then, when valid and small, both kernels on
 // heap buffers of exactly the tensors' sizes (so any overrun is caught), the
-// CPU kernel at every ISA level (DWOP_CPU_ISA) and at 1, 3 and the problem's
-// thread count, checking that every
+// CPU kernel at every ISA level (DWOP_CPU_ISA), with the planner's and forced
+// tilings (DWOP_CPU_PLAN), at 1, 3 and the problem's thread count, checking
+// that every
 // output element is written, that the thread counts agree bit for bit and that
 // the CPU kernel agrees with the reference; when invalid, both kernels on
 // one-element buffers, checking they refuse and leave the output alone.
@@ -41,9 +42,27 @@ namespace {
 
 constexpr int64_t kMaxElements = int64_t{1} << 20;
 
-// The CPU kernel's ISA levels (DWOP_CPU_ISA); each is run on every problem.
-constexpr const char* kIsas[] = {"avx512", "avx2", "generic"};
-constexpr int kIsaLevels = 3;
+// The CPU kernel's variants, each run on every problem: its ISA levels
+// (DWOP_CPU_ISA), with the planner's tiling and with a forced one of tiny
+// bands, segments and channel groups cut into several pieces (DWOP_CPU_PLAN),
+// so that even small problems run many chunks on many threads. (Variables a
+// kernel does not know are ignored.)
+struct Variant {
+  const char* isa;
+  const char* plan;
+};
+constexpr Variant kVariants[] = {
+    {"avx512", ""}, {"avx2", ""}, {"generic", ""},
+    {"avx512", "band=2,pieces=3,group=1,segment=3,rowgroup=1,colgroup=1"},
+    {"avx2", "band=1,pieces=2,group=1,segment=2,rows=1,cols=2"},
+    {"generic", "band=3,pieces=4,group=1,segment=1,rowgroup=1"},
+};
+constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
+
+std::string VariantName(int v) {
+  return std::string(kVariants[v].isa) +
+         (kVariants[v].plan[0] ? std::string(", ") + kVariants[v].plan : "");
+}
 
 struct Case {
   std::map<std::string, std::string> fields;
@@ -279,7 +298,7 @@ void Run(const Case& c, Stats* stats) {
   // three thread counts.
   std::vector<Buffer*> outs;
   const int32_t thread_counts[] = {1, 3, threads};
-  for (int i = 0; i < 1 + kIsaLevels * 3; ++i) {
+  for (int i = 0; i < 1 + kNumVariants * 3; ++i) {
     Buffer* out = new Buffer(nw, dtype, null_buffer == "filter_backprop");
     if (out->data != nullptr) std::memset(out->data, 0xFF, out->bytes);
     dwop_status s;
@@ -287,7 +306,8 @@ void Run(const Case& c, Stats* stats) {
       s = dwop_filter_grad_reference(&problem, x.data, dy.data, out->data,
                                      error, sizeof(error));
     } else {
-      setenv("DWOP_CPU_ISA", kIsas[(i - 1) / 3], 1);
+      setenv("DWOP_CPU_ISA", kVariants[(i - 1) / 3].isa, 1);
+      setenv("DWOP_CPU_PLAN", kVariants[(i - 1) / 3].plan, 1);
       s = dwop_filter_grad_cpu(&problem, x.data, dy.data, out->data,
                                thread_counts[(i - 1) % 3], error,
                                sizeof(error));
@@ -296,6 +316,7 @@ void Run(const Case& c, Stats* stats) {
     outs.push_back(out);
   }
   unsetenv("DWOP_CPU_ISA");
+  unsetenv("DWOP_CPU_PLAN");
   const double rtol = dtype == DWOP_DOUBLE  ? 1e-12
                       : dtype == DWOP_FLOAT ? 1e-5
                       : dtype == DWOP_HALF  ? 4e-3
@@ -309,8 +330,7 @@ void Run(const Case& c, Stats* stats) {
     for (size_t k = 0; k < outs.size(); ++k) {
       const double v = Get(*outs[k], dtype, i);
       const std::string who =
-          k == 0 ? "reference" : std::string("cpu (") + kIsas[(k - 1) / 3] +
-                                     ")";
+          k == 0 ? "reference" : "cpu (" + VariantName((k - 1) / 3) + ")";
       if (!std::isfinite(v)) {
         Fail(stats, c, who + ": output element " + std::to_string(i) +
                            " not written (or not finite)");
@@ -325,7 +345,7 @@ void Run(const Case& c, Stats* stats) {
   for (size_t k = 1; k < outs.size() && nw > 0; ++k) {
     const Buffer* first = outs[1 + (k - 1) / 3 * 3];  // same ISA, 1 thread
     if (std::memcmp(first->data, outs[k]->data, first->bytes) != 0) {
-      Fail(stats, c, std::string("cpu (") + kIsas[(k - 1) / 3] +
+      Fail(stats, c, "cpu (" + VariantName((k - 1) / 3) +
                          ") results differ between thread counts");
     }
   }
@@ -435,7 +455,7 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "sanitize replay: %d cases: %d computed (reference, and the CPU kernel "
-      "at 3 ISA levels x 3 thread counts), "
+      "in 6 ISA/tiling variants x 3 thread counts), "
       "%d validated only, %d refused; %d failure(s)\n",
       stats.cases, stats.computed, stats.validated, stats.refused,
       stats.failures);
