@@ -75,6 +75,13 @@ $(BUILD)/cc/kernels/%.cu.o: cc/kernels/%.cu.cc
 	@mkdir -p $(dir $@)
 	$(NVCC) $(CUDA_CXXFLAGS) -x cu -c $< -o $@
 
+# The glue compiled with or without CUDA_DEFINES is rebuilt when DWOP_CUDA or
+# the presence of nvcc changes (build/cuda.config records the last choice).
+CUDA_CONFIG := cuda=$(if $(CUDA_OBJS),$(NVCC) $(CUDA_LIBDIR),off)
+$(shell mkdir -p $(BUILD) && [ "$$(cat $(BUILD)/cuda.config 2>/dev/null)" = \
+    '$(CUDA_CONFIG)' ] || echo '$(CUDA_CONFIG)' > $(BUILD)/cuda.config)
+$(BUILD)/cc/tf/kernels.o $(BUILD)/cc/c_api/dwop_c.o: $(BUILD)/cuda.config
+
 # The emulator is a test tool: keep its compile time down.
 $(BUILD)/cc/kernels/cuda_emulator.o: KERNEL_CXXFLAGS += -O1
 
