@@ -14,7 +14,7 @@ namespace {
 // The register kernels use up to 256 threads; at most ~128 registers each
 // keeps two blocks resident per SM.
 template <typename T, int KHT, int KWT, int V>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(256, sizeof(gpu::Acc<T>) == 4 ? 2 : 1)
     RegisterNhwcKernel(const gpu::KernelArgs args) {
   extern __shared__ __align__(16) unsigned char smem[];
   gpu::RegisterState<gpu::Acc<T>, KHT, KWT, V> state;
@@ -24,7 +24,7 @@ __global__ void __launch_bounds__(256)
 }
 
 template <typename T, int KHT, int KWT>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(256, sizeof(gpu::Acc<T>) == 4 ? 2 : 1)
     RegisterNchwKernel(const gpu::KernelArgs args) {
   extern __shared__ __align__(16) unsigned char smem[];
   gpu::RegisterState<gpu::Acc<T>, KHT, KWT, 1> state;

@@ -19,11 +19,13 @@
 //   RegisterNhwcBlock: a thread owns a vector of V output channels and a
 //     KHT x KWT tap group; its accumulators stay in registers while it walks
 //     its (row, column segment) work items. Lanes run over channel vectors,
-//     so loads are coalesced vector loads. With unit column stride and
-//     dilation, the KWT input vectors a row of taps needs slide along the
-//     output row in a register window (one new input load per output column);
-//     otherwise each tap loads its input. The block then adds its lanes_y row
-//     groups in shared memory in a fixed order.
+//     so loads are coalesced vector loads. Per output column it loads one
+//     out_backprop vector for all KHT x KWT taps (once per pass of rows, see
+//     SlideRows). With unit column stride and dilation, each filter row's KWT
+//     input vectors slide along the output row in a register window (one new
+//     input load per filter row and column); otherwise each tap loads its
+//     input. The block then adds its
+//     lanes_y row groups in shared memory in a fixed order.
 //   RegisterNchwBlock: a block owns one output channel and a tap group; lanes
 //     run over output columns (coalesced), row groups over work items; a warp
 //     butterfly then a fixed-order sum over warps reduce the block.
@@ -324,11 +326,20 @@ DWOP_DEVICE void ZeroAccumulators(RegisterState<A, KHT, KWT, V>& s) {
   }
 }
 
-// The input channel vector at column `col` of an input row, zero outside.
+// The input rows of a tap group for one output row: x_rows[i] points at
+// input row oh * stride_rows + (kh0 + i) * dilation_rows - pad_top (plus the
+// channel offset) when that row exists and kh0 + i is a tap, else is null.
+template <int KHT, typename T>
+struct InputRows {
+  const T* row[KHT];
+};
+
+// The input channel vector at column `col` of input row `x_row`, zero outside
+// the image (x_row null: the row is outside).
 template <int V, typename T>
 DWOP_DEVICE void LoadInput(const KernelArgs& a, const T* x_row, int col,
                            Acc<T> (&out)[V]) {
-  if (col >= 0 && col < a.in_cols) {
+  if (x_row != nullptr && col >= 0 && col < a.in_cols) {
     LoadVec<V>(x_row + col * a.in_depth, out);
   } else {
     DWOP_UNROLL
@@ -336,57 +347,92 @@ DWOP_DEVICE void LoadInput(const KernelArgs& a, const T* x_row, int col,
   }
 }
 
-// One filter row of the tap group along output columns [ow_begin, ow_end),
-// unit column stride and dilation: tap j at output column ow reads input
-// column ow + c0 + j. win holds the KWT input vectors of the current column in
-// a ring: at step U of a KWT-step round, tap j's input is in slot (U+j) % KWT,
-// and the one new input (tap KWT-1) goes to slot (U+KWT-1) % KWT.
-template <typename T, int KWT, int V>
-DWOP_DEVICE void SlideRow(const KernelArgs& a, const T* x_row,
-                          const T* dy_row, int kw0, int ow_begin, int ow_end,
-                          Acc<T> (&acc)[KWT][V]) {
+// Filter rows [I0, I0 + NR) of the tap group along output columns
+// [ow_begin, ow_end) of one output row, unit column stride and dilation: tap
+// (i, j) at output column ow reads input column ow + c0 + j of row i. win[i]
+// holds row i's KWT input vectors of the current column in a ring: at step U
+// of a KWT-step round, tap j's input is in slot (U + j) % KWT and the one new
+// input (tap KWT - 1) goes to slot (U + KWT - 1) % KWT. Per column: one
+// out_backprop load and NR input loads for NR * KWT * V fused multiply-adds.
+template <typename T, int KHT, int KWT, int V, int I0, int NR>
+DWOP_DEVICE void SlidePass(const KernelArgs& a, const InputRows<KHT, T>& x,
+                           const T* dy_row, int kw0, int ow_begin, int ow_end,
+                           Acc<T> (&acc)[KHT][KWT][V]) {
   using A = Acc<T>;
   const int c0 = kw0 - a.pad_left;
-  A win[KWT][V];
-  Unroll<KWT - 1>([&](auto j) {
-    LoadInput<V>(a, x_row, ow_begin + c0 + decltype(j)::value,
-                 win[decltype(j)::value]);
+  A win[NR][KWT][V];
+  Unroll<NR>([&](auto i) {
+    constexpr int I = decltype(i)::value;
+    Unroll<KWT - 1>([&](auto j) {
+      constexpr int J = decltype(j)::value;
+      LoadInput<V>(a, x.row[I0 + I], ow_begin + c0 + J, win[I][J]);
+    });
   });
   for (int ow0 = ow_begin; ow0 < ow_end; ow0 += KWT) {
     Unroll<KWT>([&](auto u) {
       constexpr int U = decltype(u)::value;
       const int ow = ow0 + U;
       if (ow >= ow_end) return;
-      LoadInput<V>(a, x_row, ow + c0 + KWT - 1, win[(U + KWT - 1) % KWT]);
       A d[V];
       LoadVec<V>(dy_row + ow * a.out_depth, d);
-      Unroll<KWT>([&](auto j) {
-        constexpr int J = decltype(j)::value;
-        DWOP_UNROLL
-        for (int v = 0; v < V; ++v) {
-          acc[J][v] = Fma(win[(U + J) % KWT][v], d[v], acc[J][v]);
-        }
+      Unroll<NR>([&](auto i) {
+        constexpr int I = decltype(i)::value;
+        LoadInput<V>(a, x.row[I0 + I], ow + c0 + KWT - 1,
+                     win[I][(U + KWT - 1) % KWT]);
+        Unroll<KWT>([&](auto j) {
+          constexpr int J = decltype(j)::value;
+          DWOP_UNROLL
+          for (int v = 0; v < V; ++v) {
+            acc[I0 + I][J][v] =
+                Fma(win[I][(U + J) % KWT][v], d[v], acc[I0 + I][J][v]);
+          }
+        });
       });
     });
   }
 }
 
-// The same for any column stride and dilation: each tap loads its input.
-template <typename T, int KWT, int V>
-DWOP_DEVICE void StrideRow(const KernelArgs& a, const T* x_row,
+// The whole tap group, in passes of filter rows: as many rows per pass as
+// keep accumulators plus windows within 80 32-bit registers (one pass for
+// 3x3 x 4 channels, 5x5 and 8x1 x 4; passes of 4 and 3 rows for 7x7), so
+// that a thread fits the ~128 registers of two 256-thread blocks per SM.
+template <typename T, int KHT, int KWT, int V>
+DWOP_DEVICE void SlideRows(const KernelArgs& a, const InputRows<KHT, T>& x,
                            const T* dy_row, int kw0, int ow_begin, int ow_end,
-                           Acc<T> (&acc)[KWT][V]) {
+                           Acc<T> (&acc)[KHT][KWT][V]) {
+  constexpr int kWords = static_cast<int>(sizeof(Acc<T>)) / 4;
+  constexpr int kFree = 80 - KHT * KWT * V * kWords;
+  constexpr int kFit = kFree / (KWT * V * kWords);
+  constexpr int kRows = kFit < 1 ? 1 : kFit > KHT ? KHT : kFit;
+  Unroll<(KHT + kRows - 1) / kRows>([&](auto p) {
+    constexpr int I0 = decltype(p)::value * kRows;
+    constexpr int NR = KHT - I0 < kRows ? KHT - I0 : kRows;
+    SlidePass<T, KHT, KWT, V, I0, NR>(a, x, dy_row, kw0, ow_begin, ow_end,
+                                      acc);
+  });
+}
+
+// The same for any column stride and dilation: each tap loads its input.
+template <typename T, int KHT, int KWT, int V>
+DWOP_DEVICE void StrideRows(const KernelArgs& a, const InputRows<KHT, T>& x,
+                            const T* dy_row, int kw0, int ow_begin, int ow_end,
+                            Acc<T> (&acc)[KHT][KWT][V]) {
   using A = Acc<T>;
   for (int ow = ow_begin; ow < ow_end; ++ow) {
     A d[V];
     LoadVec<V>(dy_row + ow * a.out_depth, d);
     const int col0 = ow * a.stride_cols + kw0 * a.dilation_cols - a.pad_left;
-    Unroll<KWT>([&](auto j) {
-      constexpr int J = decltype(j)::value;
-      A xv[V];
-      LoadInput<V>(a, x_row, col0 + J * a.dilation_cols, xv);
-      DWOP_UNROLL
-      for (int v = 0; v < V; ++v) acc[J][v] = Fma(xv[v], d[v], acc[J][v]);
+    Unroll<KHT>([&](auto i) {
+      constexpr int I = decltype(i)::value;
+      Unroll<KWT>([&](auto j) {
+        constexpr int J = decltype(j)::value;
+        A xv[V];
+        LoadInput<V>(a, x.row[I], col0 + J * a.dilation_cols, xv);
+        DWOP_UNROLL
+        for (int v = 0; v < V; ++v) {
+          acc[I][J][v] = Fma(xv[v], d[v], acc[I][J][v]);
+        }
+      });
     });
   }
 }
@@ -435,21 +481,24 @@ DWOP_DEVICE void RegisterNhwcBlock(const KernelArgs& a, int block, Block& ex,
       const int n = row / a.out_rows;
       const int oh = row - n * a.out_rows;
       const T* dy_row = dy + row * dy_row_pitch + oc0;
+      InputRows<KHT, T> rows;
       Unroll<KHT>([&](auto i) {
         constexpr int I = decltype(i)::value;
         const int kh = kh0 + I;
         const int ih = oh * a.stride_rows + kh * a.dilation_rows - a.pad_top;
-        if (kh >= a.filter_rows || ih < 0 || ih >= a.in_rows) return;
-        const T* x_row =
-            x + (static_cast<int64_t>(n) * a.in_rows + ih) * x_row_pitch + xc;
-        if (unit_cols) {
-          SlideRow<T, KWT, V>(a, x_row, dy_row, kw0, ow_begin, ow_end,
-                              s.acc[I]);
-        } else {
-          StrideRow<T, KWT, V>(a, x_row, dy_row, kw0, ow_begin, ow_end,
-                               s.acc[I]);
-        }
+        rows.row[I] =
+            kh < a.filter_rows && ih >= 0 && ih < a.in_rows
+                ? x + (static_cast<int64_t>(n) * a.in_rows + ih) *
+                              x_row_pitch + xc
+                : nullptr;
       });
+      if (unit_cols) {
+        SlideRows<T, KHT, KWT, V>(a, rows, dy_row, kw0, ow_begin, ow_end,
+                                  s.acc);
+      } else {
+        StrideRows<T, KHT, KWT, V>(a, rows, dy_row, kw0, ow_begin, ow_end,
+                                   s.acc);
+      }
     }
   });
 
@@ -515,24 +564,32 @@ DWOP_DEVICE void RegisterNchwBlock(const KernelArgs& a, int block, Block& ex,
           dy + ((static_cast<int64_t>(n) * a.out_depth + oc) * a.out_rows +
                 oh) * a.out_cols;
       const T* x_plane = x + (static_cast<int64_t>(n) * a.in_depth + c) * plane;
+      InputRows<KHT, T> rows;
       Unroll<KHT>([&](auto i) {
         constexpr int I = decltype(i)::value;
         const int kh = kh0 + I;
         const int ih = oh * a.stride_rows + kh * a.dilation_rows - a.pad_top;
-        if (kh >= a.filter_rows || ih < 0 || ih >= a.in_rows) return;
-        const T* x_row = x_plane + static_cast<int64_t>(ih) * a.in_cols;
-        for (int ow = tx; ow < a.out_cols; ow += a.lanes_x) {
-          const A d = ToAcc(dy_row[ow]);
-          const int col0 =
-              ow * a.stride_cols + kw0 * a.dilation_cols - a.pad_left;
+        rows.row[I] = kh < a.filter_rows && ih >= 0 && ih < a.in_rows
+                          ? x_plane + static_cast<int64_t>(ih) * a.in_cols
+                          : nullptr;
+      });
+      for (int ow = tx; ow < a.out_cols; ow += a.lanes_x) {
+        const A d = ToAcc(dy_row[ow]);
+        const int col0 =
+            ow * a.stride_cols + kw0 * a.dilation_cols - a.pad_left;
+        Unroll<KHT>([&](auto i) {
+          constexpr int I = decltype(i)::value;
+          const T* x_row = rows.row[I];
           Unroll<KWT>([&](auto j) {
             constexpr int J = decltype(j)::value;
             const int col = col0 + J * a.dilation_cols;
-            const A xv = col >= 0 && col < a.in_cols ? ToAcc(x_row[col]) : A(0);
+            const A xv = x_row != nullptr && col >= 0 && col < a.in_cols
+                             ? ToAcc(x_row[col])
+                             : A(0);
             s.acc[I][J][0] = Fma(xv, d, s.acc[I][J][0]);
           });
-        }
-      });
+        });
+      }
     }
   });
 
@@ -668,7 +725,7 @@ DWOP_DEVICE void TiledBlock(const KernelArgs& a, int block, Block& ex,
       }
       const A* dr = ds + warp * a.chunk_cols;
       // Tap (ty + 8i, 8tx + j) at output column o reads xr[i][o + j]; the
-      // window ring works as in SlideRow with 8 slots.
+      // window ring works as in SlideRows with 8 slots.
       A win[4][8];
       DWOP_UNROLL
       for (int i = 0; i < 4; ++i) {

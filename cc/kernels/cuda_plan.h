@@ -57,13 +57,13 @@ int32_t TapConfigRows(TapConfig config);
 int32_t TapConfigCols(TapConfig config);
 
 // The widest channel vector (output channels per thread) the register NHWC
-// kernel is compiled for, per tap group and dtype: accumulators and the
-// sliding window stay within about 100 registers. Vector 1 is always compiled.
+// kernel is compiled for, per tap group and dtype: accumulators and sliding
+// windows stay within the ~128 registers of two blocks per SM. Vector 1 is
+// always compiled.
 constexpr int32_t RegisterVectorWidth(TapConfig config, DType dtype) {
-  return config == TapConfig::k7x7 ? 1
-         : config == TapConfig::k5x5 ? (dtype == DType::kDouble ? 1 : 2)
-         : dtype == DType::kDouble   ? 2
-                                     : 4;
+  return config == TapConfig::k7x7 || config == TapConfig::k5x5 ? 1
+         : dtype == DType::kDouble                              ? 2
+                                                                : 4;
 }
 
 // Constants of the tiled kernel (cuda_kernels.h relies on them).
