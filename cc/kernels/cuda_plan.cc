@@ -15,9 +15,12 @@ constexpr int64_t kDimLimit = int64_t{1} << 30;
 // The per-split partial sums never take more device memory than this.
 constexpr int64_t kMaxWorkspaceBytes = int64_t{256} << 20;
 constexpr int32_t kRegisterThreads = 256;
+// Blocks per SM the register kernels aim at: about two resident (at most 128
+// registers per thread) times two waves.
+constexpr int64_t kRegisterBlocksPerSm = 4;
 // Fewest output columns a register NHWC thread walks in one segment: the
 // sliding window reloads KWT - 1 columns at every segment start.
-constexpr int64_t kMinSegmentCols = 16;
+constexpr int64_t kMinSegmentCols = 8;
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t RoundUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
@@ -94,13 +97,21 @@ Status CheckRanges(const Geometry& g) {
 
 // Picks the number of splits of `work_total` items for `base_blocks` blocks
 // per split, aiming at `target_blocks`; every split gets a multiple of
-// `granule` items (but at least one granule) and none is empty. Keeps the
+// `granule` items and none is empty. Splits get at least `min_granules`
+// granules (each block's final reduction is then amortised over that much
+// work) unless that leaves fewer than `min_blocks` blocks. Keeps the
 // workspace (splits * partial_bytes) under kMaxWorkspaceBytes.
-void ChooseSplits(int64_t work_total, int64_t granule, int64_t base_blocks,
-                  int64_t target_blocks, int64_t partial_bytes,
-                  CudaPlan* plan) {
-  int64_t splits = std::max<int64_t>(1, CeilDiv(target_blocks, base_blocks));
-  splits = std::min(splits, std::max<int64_t>(1, CeilDiv(work_total, granule)));
+void ChooseSplits(int64_t work_total, int64_t granule, int64_t min_granules,
+                  int64_t base_blocks, int64_t target_blocks,
+                  int64_t min_blocks, int64_t partial_bytes, CudaPlan* plan) {
+  const int64_t wanted = std::max<int64_t>(1, CeilDiv(target_blocks,
+                                                      base_blocks));
+  int64_t splits = std::min(
+      wanted, std::max<int64_t>(1, work_total / (granule * min_granules)));
+  if (splits * base_blocks < min_blocks) {
+    splits = std::min(wanted, std::max<int64_t>(
+                                  1, CeilDiv(work_total, granule)));
+  }
   splits = std::min(splits,
                     std::max<int64_t>(1, kMaxWorkspaceBytes / partial_bytes));
   const int64_t per_split = RoundUp(CeilDiv(work_total, splits), granule);
@@ -163,7 +174,8 @@ Status PlanRegisterNhwc(const FilterGradParams& p, const CudaDevice& device,
   // Enough independent (row, segment, channel vector, tap group) jobs to
   // fill the GPU: cut rows into column segments when rows alone are too few.
   const int64_t rows = g.batch * g.out_rows;
-  const int64_t target_threads = int64_t{device.sm_count} * 2048;
+  // Two waves of two resident 256-thread blocks per SM.
+  const int64_t target_threads = int64_t{device.sm_count} * 1024;
   const int64_t jobs = rows * vectors * groups;
   int64_t segments = std::min(CeilDiv(target_threads, jobs),
                               std::max<int64_t>(1, g.out_cols / kMinSegmentCols));
@@ -171,8 +183,10 @@ Status PlanRegisterNhwc(const FilterGradParams& p, const CudaDevice& device,
   plan->segment_cols = static_cast<int32_t>(CeilDiv(g.out_cols, segments));
   plan->col_segments =
       static_cast<int32_t>(CeilDiv(g.out_cols, plan->segment_cols));
-  ChooseSplits(rows * plan->col_segments, plan->lanes_y,
-               plan->channel_blocks * groups, int64_t{device.sm_count} * 8,
+  ChooseSplits(rows * plan->col_segments, plan->lanes_y, 2,
+               plan->channel_blocks * groups,
+               int64_t{device.sm_count} * kRegisterBlocksPerSm,
+               int64_t{device.sm_count} * 2,
                g.filter_elements() * AccumulatorBytes(p.dtype), plan);
   plan->smem_bytes = int64_t{plan->threads} * plan->vector * plan->tap_cols *
                      AccumulatorBytes(p.dtype);
@@ -196,9 +210,10 @@ Status PlanRegisterNchw(const FilterGradParams& p, const CudaDevice& device,
   plan->channel_blocks = g.out_depth();
   plan->tap_groups_h = CeilDiv(g.filter_rows, plan->tap_rows);
   plan->tap_groups_w = CeilDiv(g.filter_cols, plan->tap_cols);
-  ChooseSplits(g.batch * g.out_rows, plan->lanes_y,
+  ChooseSplits(g.batch * g.out_rows, plan->lanes_y, 2,
                plan->channel_blocks * plan->tap_groups_h * plan->tap_groups_w,
-               int64_t{device.sm_count} * 8,
+               int64_t{device.sm_count} * kRegisterBlocksPerSm,
+               int64_t{device.sm_count} * 2,
                g.filter_elements() * AccumulatorBytes(p.dtype), plan);
   plan->smem_bytes = int64_t{kRegisterThreads / 32} * plan->tap_rows *
                      plan->tap_cols * AccumulatorBytes(p.dtype);
@@ -264,10 +279,11 @@ Status PlanTiled(const FilterGradParams& p, const CudaDevice& device,
   plan->tap_groups_w = CeilDiv(g.filter_cols, kTiledTile);
   const int64_t units = g.batch * plan->chunks * int64_t{plan->bands};
   if (units > kInt32Max) return TooLarge("tiled work units", units, kInt32Max);
-  // About two resident blocks per SM, three waves.
-  ChooseSplits(units, 1,
+  // About two resident blocks per SM, three waves; at least two bands per
+  // split where possible (the ring of input rows then saves loads).
+  ChooseSplits(units, 1, 2,
                plan->channel_blocks * plan->tap_groups_h * plan->tap_groups_w,
-               int64_t{device.sm_count} * 6,
+               int64_t{device.sm_count} * 6, int64_t{device.sm_count} * 2,
                g.filter_elements() * AccumulatorBytes(p.dtype), plan);
   return Status::Ok();
 }
