@@ -794,18 +794,8 @@ constexpr DType kDTypeOf<bfloat16_t> = DType::kBfloat16;
 
 template <typename T, TapConfig kConfig, class Visitor>
 Status VisitRegister(const CudaPlan& plan, Visitor& vis) {
-  constexpr int kRows = kConfig == TapConfig::k1x1   ? 1
-                        : kConfig == TapConfig::k3x3 ? 3
-                        : kConfig == TapConfig::k5x5 ? 5
-                        : kConfig == TapConfig::k7x7 ? 7
-                        : kConfig == TapConfig::k8x1 ? 8
-                                                     : 1;
-  constexpr int kCols = kConfig == TapConfig::k1x1   ? 1
-                        : kConfig == TapConfig::k3x3 ? 3
-                        : kConfig == TapConfig::k5x5 ? 5
-                        : kConfig == TapConfig::k7x7 ? 7
-                        : kConfig == TapConfig::k8x1 ? 1
-                                                     : 8;
+  constexpr int kRows = TapConfigRows(kConfig);
+  constexpr int kCols = TapConfigCols(kConfig);
   constexpr int kWidest = RegisterVectorWidth(kConfig, kDTypeOf<T>);
   if (plan.kernel == CudaKernel::kRegisterNchw) {
     return vis.template Nchw<T, kRows, kCols>();
@@ -827,24 +817,17 @@ Status VisitType(const CudaPlan& plan, Layout layout, Visitor& vis) {
   } else if (plan.kernel == CudaKernel::kRegisterNhwc ||
              plan.kernel == CudaKernel::kRegisterNchw) {
     switch (plan.config) {
-      case TapConfig::k1x1:
-        status = VisitRegister<T, TapConfig::k1x1>(plan, vis);
-        break;
-      case TapConfig::k3x3:
-        status = VisitRegister<T, TapConfig::k3x3>(plan, vis);
-        break;
-      case TapConfig::k5x5:
-        status = VisitRegister<T, TapConfig::k5x5>(plan, vis);
-        break;
-      case TapConfig::k7x7:
-        status = VisitRegister<T, TapConfig::k7x7>(plan, vis);
-        break;
-      case TapConfig::k8x1:
-        status = VisitRegister<T, TapConfig::k8x1>(plan, vis);
-        break;
-      case TapConfig::k1x8:
-        status = VisitRegister<T, TapConfig::k1x8>(plan, vis);
-        break;
+#define DWOP_REGISTER_CASE(config)                           \
+  case TapConfig::config:                                    \
+    status = VisitRegister<T, TapConfig::config>(plan, vis); \
+    break;
+      DWOP_REGISTER_CASE(k1x1)
+      DWOP_REGISTER_CASE(k3x3)
+      DWOP_REGISTER_CASE(k5x5)
+      DWOP_REGISTER_CASE(k7x7)
+      DWOP_REGISTER_CASE(k8x1)
+      DWOP_REGISTER_CASE(k1x8)
+#undef DWOP_REGISTER_CASE
       default:
         return Status::Internal("register plan with a tile configuration");
     }

@@ -155,21 +155,26 @@ int32_t RegisterVector(const FilterGradParams& p, TapConfig config) {
   return 1;
 }
 
-Status PlanRegisterNhwc(const FilterGradParams& p, const CudaDevice& device,
-                        CudaPlan* plan) {
-  const Geometry& g = p.geo;
-  plan->kernel = CudaKernel::kRegisterNhwc;
+// The part of a register plan both layouts share: kernel and tap groups.
+void PlanRegisterTaps(const Geometry& g, CudaKernel kernel, CudaPlan* plan) {
+  plan->kernel = kernel;
   plan->config = ChooseRegisterConfig(g);
   plan->tap_rows = TapConfigRows(plan->config);
   plan->tap_cols = TapConfigCols(plan->config);
+  plan->tap_groups_h = CeilDiv(g.filter_rows, plan->tap_rows);
+  plan->tap_groups_w = CeilDiv(g.filter_cols, plan->tap_cols);
+}
+
+Status PlanRegisterNhwc(const FilterGradParams& p, const CudaDevice& device,
+                        CudaPlan* plan) {
+  const Geometry& g = p.geo;
+  PlanRegisterTaps(g, CudaKernel::kRegisterNhwc, plan);
   plan->vector = RegisterVector(p, plan->config);
   const int64_t vectors = CeilDiv(g.out_depth(), plan->vector);
   plan->channel_blocks = CeilDiv(vectors, 32);
   plan->lanes_x = static_cast<int32_t>(CeilDiv(vectors, plan->channel_blocks));
   plan->lanes_y = kRegisterThreads / plan->lanes_x;
   plan->threads = plan->lanes_x * plan->lanes_y;
-  plan->tap_groups_h = CeilDiv(g.filter_rows, plan->tap_rows);
-  plan->tap_groups_w = CeilDiv(g.filter_cols, plan->tap_cols);
   const int64_t groups = plan->tap_groups_h * plan->tap_groups_w;
   // Enough independent (row, segment, channel vector, tap group) jobs to
   // fill the GPU: cut rows into column segments when rows alone are too few.
@@ -196,10 +201,7 @@ Status PlanRegisterNhwc(const FilterGradParams& p, const CudaDevice& device,
 Status PlanRegisterNchw(const FilterGradParams& p, const CudaDevice& device,
                         CudaPlan* plan) {
   const Geometry& g = p.geo;
-  plan->kernel = CudaKernel::kRegisterNchw;
-  plan->config = ChooseRegisterConfig(g);
-  plan->tap_rows = TapConfigRows(plan->config);
-  plan->tap_cols = TapConfigCols(plan->config);
+  PlanRegisterTaps(g, CudaKernel::kRegisterNchw, plan);
   plan->vector = 1;
   // Lanes over output columns: as few passes along a row as possible, all of
   // them full. threads stays 256 (whole warps: the reduction shuffles).
@@ -208,8 +210,6 @@ Status PlanRegisterNchw(const FilterGradParams& p, const CudaDevice& device,
   plan->lanes_y = kRegisterThreads / plan->lanes_x;
   plan->threads = kRegisterThreads;
   plan->channel_blocks = g.out_depth();
-  plan->tap_groups_h = CeilDiv(g.filter_rows, plan->tap_rows);
-  plan->tap_groups_w = CeilDiv(g.filter_cols, plan->tap_cols);
   ChooseSplits(g.batch * g.out_rows, plan->lanes_y, 2,
                plan->channel_blocks * plan->tap_groups_h * plan->tap_groups_w,
                int64_t{device.sm_count} * kRegisterBlocksPerSm,
@@ -289,32 +289,6 @@ Status PlanTiled(const FilterGradParams& p, const CudaDevice& device,
 }
 
 }  // namespace
-
-int32_t TapConfigRows(TapConfig config) {
-  switch (config) {
-    case TapConfig::k1x1: return 1;
-    case TapConfig::k3x3: return 3;
-    case TapConfig::k5x5: return 5;
-    case TapConfig::k7x7: return 7;
-    case TapConfig::k8x1: return 8;
-    case TapConfig::k1x8: return 1;
-    case TapConfig::kTile32: return kTiledTile;
-  }
-  return 0;
-}
-
-int32_t TapConfigCols(TapConfig config) {
-  switch (config) {
-    case TapConfig::k1x1: return 1;
-    case TapConfig::k3x3: return 3;
-    case TapConfig::k5x5: return 5;
-    case TapConfig::k7x7: return 7;
-    case TapConfig::k8x1: return 1;
-    case TapConfig::k1x8: return 8;
-    case TapConfig::kTile32: return kTiledTile;
-  }
-  return 0;
-}
 
 Status PlanCuda(const FilterGradParams& params, const CudaDevice& device,
                 CudaPath path, CudaPlan* plan) {

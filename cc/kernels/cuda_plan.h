@@ -52,9 +52,22 @@ enum class TapConfig : int32_t {
   kTile32 = 6,
 };
 
-// Rows and columns of a TapConfig.
-int32_t TapConfigRows(TapConfig config);
-int32_t TapConfigCols(TapConfig config);
+// Constants of the tiled kernel (cuda_kernels.h relies on them).
+constexpr int32_t kTiledThreads = 256;  // 8 warps
+constexpr int32_t kTiledBandRows = 8;   // output rows per unit: one per warp
+constexpr int32_t kTiledTile = 32;      // taps per tile side
+constexpr int32_t kTiledMaxChunk = 64;  // output columns per unit at most
+
+// Rows and columns of each TapConfig, in enum order (compile-time template
+// arguments of the kernels, too).
+inline constexpr int32_t kTapConfigShapes[][2] = {
+    {1, 1}, {3, 3}, {5, 5}, {7, 7}, {8, 1}, {1, 8}, {kTiledTile, kTiledTile}};
+constexpr int32_t TapConfigRows(TapConfig config) {
+  return kTapConfigShapes[static_cast<int>(config)][0];
+}
+constexpr int32_t TapConfigCols(TapConfig config) {
+  return kTapConfigShapes[static_cast<int>(config)][1];
+}
 
 // The widest channel vector (output channels per thread) the register NHWC
 // kernel is compiled for, per tap group and dtype: accumulators and sliding
@@ -65,12 +78,6 @@ constexpr int32_t RegisterVectorWidth(TapConfig config, DType dtype) {
          : dtype == DType::kDouble                              ? 2
                                                                 : 4;
 }
-
-// Constants of the tiled kernel (cuda_kernels.h relies on them).
-constexpr int32_t kTiledThreads = 256;  // 8 warps
-constexpr int32_t kTiledBandRows = 8;   // output rows per unit: one per warp
-constexpr int32_t kTiledTile = 32;      // taps per tile side
-constexpr int32_t kTiledMaxChunk = 64;  // output columns per unit at most
 
 struct CudaPlan {
   CudaKernel kernel = CudaKernel::kNothing;
