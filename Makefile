@@ -21,7 +21,7 @@ PY ?= $(VENV)/bin/python
 BUILD ?= build
 CXX ?= g++
 
-LIB := dwop/_dwop_ops.so
+LIB ?= dwop/_dwop_ops.so
 CABI := $(BUILD)/libdwop_c.so
 
 # --- Framework-free kernels: compiled without TensorFlow's include path, so a
@@ -138,7 +138,7 @@ test: build
 	$(PY) -m pytest tests
 
 bench: build
-	$(PY) python/bench.py
+	$(PY) python/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(LIB)
