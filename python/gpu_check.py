@@ -1,7 +1,8 @@
 """Checks dwop's CUDA kernels on a GPU machine, without TensorFlow.
 
     python3 python/gpu_check.py [--cases SUBSTR[,SUBSTR...]] [--quick]
-                                [--paths] [--no-timing] [--json PATH]
+                                [--paths] [--no-timing] [--no-torch]
+                                [--no-build] [--json PATH]
 
 From the project root: builds the C ABI with the CUDA kernels (`make cabi`:
 nvcc only, no TensorFlow), then for every case of tests/cases.py (CONFORMANCE
@@ -21,14 +22,20 @@ Prints a table, writes JSON (--json, default .bench/gpu_check.json) and exits
 1 if any case is wrong or not deterministic (2 when no GPU can be used).
 
 --quick: fewer timing repeats, no CPU comparison for the BENCH cases.
---paths: also time the forced kernel families on BENCH cases (tuning).
---no-timing: correctness and determinism only (use under compute-sanitizer).
+--paths: also check and time the forced kernel families on BENCH cases
+    (tuning the planner's choice).
+--no-timing: correctness and determinism only, no PyTorch (use under
+    compute-sanitizer). --no-torch: time dwop only.
+--no-build: use the existing build/libdwop_c.so.
 
 Under compute-sanitizer (memcheck; racecheck, synccheck and initcheck the
-same way), build first, then run without timing:
+same way), build first, then run without timing; without PyTorch's caching
+allocator every buffer is its own allocation, so memcheck sees an access one
+element past a tensor:
     make cabi
-    compute-sanitizer --tool memcheck --error-exitcode 9 \\
-        python3 python/gpu_check.py --no-build --no-timing --quick
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck \\
+        --error-exitcode 9 python3 python/gpu_check.py --no-build \\
+        --no-timing --quick
 """
 
 import argparse
