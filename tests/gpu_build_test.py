@@ -32,15 +32,20 @@ import cases  # pylint: disable=g-import-not-at-top,wrong-import-position
 import gpu_check  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 OP = "Dwop>DepthwiseConv2dBackpropFilter"
-OP_LIBRARY = os.path.join(ROOT, "dwop", "_dwop_ops.so")
 CUDA_STAMP = b"DWOP_BUILT_WITH_CUDA=1"
 ACC_BYTES = {"float16": 4, "bfloat16": 4, "float32": 4, "float64": 8}
 KERNELS = {"NHWC": "register_nhwc", "NCHW": "register_nchw"}
 SMEM = 48 * 1024
 
 
+def op_library_path():
+  """The op library the dwop package loads (make's or Bazel's)."""
+  from dwop import _loader  # pylint: disable=g-import-not-at-top
+  return _loader.library_path()
+
+
 def op_library_has_cuda():
-  with open(OP_LIBRARY, "rb") as f:
+  with open(op_library_path(), "rb") as f:
     return CUDA_STAMP in f.read()
 
 
@@ -67,8 +72,8 @@ class GpuRegistrationTest(parameterized.TestCase):
     super().setUpClass()
     if not op_library_has_cuda():
       raise absltest.SkipTest(
-          f"{OP_LIBRARY} was built without CUDA (nvcc not on the PATH, or "
-          "DWOP_CUDA=0): no GPU kernels to check")
+          f"{op_library_path()} was built without CUDA (nvcc not on the "
+          "PATH, or DWOP_CUDA=0): no GPU kernels to check")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import dwop  # pylint: disable=g-import-not-at-top
     from dwop import _loader  # pylint: disable=g-import-not-at-top
