@@ -893,6 +893,13 @@ class CabiBackend:
     for fn in (f.dwop_validate, f.dwop_filter_grad_cpu,
                f.dwop_filter_grad_reference):
       fn.restype = ctypes.c_int
+    # The CUDA kernels' bodies run on the host (every build has it): the same
+    # indexing as on a GPU, so ASan checks it here.
+    self.emulated = getattr(f, "dwop_filter_grad_cuda_emulated", None)
+    if self.emulated is not None:
+      self.emulated.argtypes = [problem_p, vp, vp, vp, ctypes.c_int32,
+                                ctypes.c_int32, ctypes.c_int64, cp, size]
+      self.emulated.restype = ctypes.c_int
     self.f = f
 
   def _problem(self, spec):
@@ -987,19 +994,53 @@ class CabiBackend:
     out, _ = self._buffer("float64", np.full(4, -7.0),
                           null=null == "filter_backprop")
     ptr = lambda a: None if a is None else a.ctypes.data_as(ctypes.c_void_p)
-    for call in ("cpu", "reference"):
+    calls = ["cpu", "reference"] + (["cuda_emulated"] if self.emulated
+                                     else [])
+    for call in calls:
       self.error.value = b""
       if call == "cpu":
         status = self.f.dwop_filter_grad_cpu(self.pref, ptr(x), ptr(dy),
                                              ptr(out), 2, self.error,
                                              self.err_size)
-      else:
+      elif call == "reference":
         status = self.f.dwop_filter_grad_reference(self.pref, ptr(x), ptr(dy),
                                                    ptr(out), self.error,
                                                    self.err_size)
+      else:
+        status = self.emulated(self.pref, ptr(x), ptr(dy), ptr(out), 0, 2,
+                               48 << 10, self.error, self.err_size)
       self._check_refusal(spec, ex, status)
       if out is not None and not np.all(out == -7.0):
         raise Mismatch(f"dwop_filter_grad_{call} wrote its output on error")
+
+  def _run_emulated(self, spec, xp, dp, n_out, null):
+    """The CUDA paths, emulated: auto, register and tiled (which refuses a
+    column stride or dilation other than 1)."""
+    if self.emulated is None:
+      return []
+    results = []
+    sm_count, smem = _emulated_devices(spec["seed"])
+    _, _, (_, sw), (_, dw), _ = _attrs_stage(spec, "cabi")
+    # An empty problem needs no indexing: every path must take it.
+    empty = 0 in (n_out, _elements(spec["input"]),
+                  _elements(spec["out_backprop"]))
+    for path, name in ((0, "auto"), (1, "register"), (2, "tiled")):
+      oa, op = self._buffer(spec["dtype"], elements=n_out,
+                            null=null == "filter_backprop")
+      status = self.emulated(self.pref, xp, dp, op, path, sm_count, smem,
+                             self.error, self.err_size)
+      who = f"cuda_emulated {name} ({sm_count} SMs)"
+      if path == 2 and (sw != 1 or dw != 1) and status == self.STATUS_INVALID:
+        continue
+      if (status == self.STATUS_INVALID and not empty and
+          "with 32-bit integers" in self._message()):
+        continue  # the CUDA kernels' documented limit (cuda_plan.h)
+      if status != 0:
+        raise Mismatch(f"{who} failed: {self._message()}")
+      if oa is None:
+        oa = np.zeros(0, testing.numpy_dtype(spec["dtype"]))
+      results.append((who, oa))
+    return results
 
   def _run_kernels(self, spec, c):
     # The oracle reads the strings as C does (up to the first NUL).
@@ -1028,7 +1069,8 @@ class CabiBackend:
       if oa is None:
         oa = np.zeros(0, testing.numpy_dtype(dtype))
       results.append((name, oa))
-    cpu = [r for r in results if r[0] != "reference"]
+    results += self._run_emulated(spec, xp, dp, n_out, null)
+    cpu = [r for r in results if r[0].startswith("cpu")]
     for name, oa in cpu[1:]:
       if oa.tobytes() != cpu[0][1].tobytes():
         raise Mismatch(f"{name} differs bitwise from 1 thread")
@@ -1060,6 +1102,11 @@ class _SelfTest:
       if self.mode == "wrong":
         raise Mismatch("self-test: a wrong answer")
     return self.backend.run(spec)
+
+
+def _emulated_devices(seed):
+  """(sm_count, shared memory per block) of a small and a large GPU."""
+  return [(2, 48 << 10), (132, 227 << 10)][seed % 2]
 
 
 def backend_named(name):

@@ -16,8 +16,9 @@
 // For each problem: dwop_validate; then, when valid and small, both kernels on
 // heap buffers of exactly the tensors' sizes (so any overrun is caught), the
 // CPU kernel at every ISA level (DWOP_CPU_ISA), with the planner's and forced
-// tilings (DWOP_CPU_PLAN), at 1, 3 and the problem's thread count, checking
-// that every
+// tilings (DWOP_CPU_PLAN), at 1, 3 and the problem's thread count, and the
+// CUDA kernels emulated on the host (dwop_filter_grad_cuda_emulated) on each
+// path for a small and a large GPU, checking that every
 // output element is written, that the thread counts agree bit for bit and that
 // the CPU kernel agrees with the reference; when invalid, both kernels on
 // one-element buffers, checking they refuse and leave the output alone.
@@ -275,7 +276,11 @@ void Run(const Case& c, Stats* stats) {
                                                  sizeof(error));
     const dwop_status ref = dwop_filter_grad_reference(
         &problem, x.data, dy.data, out.data, error, sizeof(error));
-    if (cpu != DWOP_INVALID_ARGUMENT || ref != DWOP_INVALID_ARGUMENT) {
+    const dwop_status emulated = dwop_filter_grad_cuda_emulated(
+        &problem, x.data, dy.data, out.data, DWOP_CUDA_AUTO, 2, 48 << 10,
+        error, sizeof(error));
+    if (cpu != DWOP_INVALID_ARGUMENT || ref != DWOP_INVALID_ARGUMENT ||
+        emulated != DWOP_INVALID_ARGUMENT) {
       Fail(stats, c, "kernels did not refuse an invalid problem");
     }
     const unsigned char* o = static_cast<const unsigned char*>(out.data);
@@ -317,6 +322,34 @@ void Run(const Case& c, Stats* stats) {
   }
   unsetenv("DWOP_CPU_ISA");
   unsetenv("DWOP_CPU_PLAN");
+  // Then the CUDA kernels' bodies, emulated on the host, for each path on a
+  // small and a large GPU. A path may refuse a problem it cannot index (the
+  // tiled path needs unit column stride and dilation; dimensions must stay
+  // below 2^30): only with DWOP_INVALID_ARGUMENT, and never an empty one.
+  const bool empty = nx == 0 || ny == 0 || nw == 0;
+  std::vector<std::string> names(outs.size());
+  for (const auto& device : {std::pair<int32_t, int64_t>{2, 48 << 10},
+                             std::pair<int32_t, int64_t>{132, 227 << 10}}) {
+    for (int32_t path : {DWOP_CUDA_AUTO, DWOP_CUDA_REGISTER, DWOP_CUDA_TILED}) {
+      Buffer* out = new Buffer(nw, dtype, null_buffer == "filter_backprop");
+      if (out->data != nullptr) std::memset(out->data, 0xFF, out->bytes);
+      const dwop_status s = dwop_filter_grad_cuda_emulated(
+          &problem, x.data, dy.data, out->data, path, device.first,
+          device.second, error, sizeof(error));
+      if (s == DWOP_INVALID_ARGUMENT && !empty) {
+        delete out;
+        continue;
+      }
+      if (s != DWOP_OK) {
+        Fail(stats, c, std::string("cuda_emulated failed: ") + error);
+        delete out;
+        continue;
+      }
+      outs.push_back(out);
+      names.push_back("cuda_emulated path " + std::to_string(path) + " on " +
+                      std::to_string(device.first) + " SMs");
+    }
+  }
   const double rtol = dtype == DWOP_DOUBLE  ? 1e-12
                       : dtype == DWOP_FLOAT ? 1e-5
                       : dtype == DWOP_HALF  ? 4e-3
@@ -330,7 +363,9 @@ void Run(const Case& c, Stats* stats) {
     for (size_t k = 0; k < outs.size(); ++k) {
       const double v = Get(*outs[k], dtype, i);
       const std::string who =
-          k == 0 ? "reference" : "cpu (" + VariantName((k - 1) / 3) + ")";
+          k == 0                  ? "reference"
+          : !names[k].empty()     ? names[k]
+                                  : "cpu (" + VariantName((k - 1) / 3) + ")";
       if (!std::isfinite(v)) {
         Fail(stats, c, who + ": output element " + std::to_string(i) +
                            " not written (or not finite)");
@@ -342,7 +377,7 @@ void Run(const Case& c, Stats* stats) {
       }
     }
   }
-  for (size_t k = 1; k < outs.size() && nw > 0; ++k) {
+  for (size_t k = 1; k < 1 + kNumVariants * 3 && nw > 0; ++k) {
     const Buffer* first = outs[1 + (k - 1) / 3 * 3];  // same ISA, 1 thread
     if (std::memcmp(first->data, outs[k]->data, first->bytes) != 0) {
       Fail(stats, c, "cpu (" + VariantName((k - 1) / 3) +
@@ -454,8 +489,9 @@ int main(int argc, char** argv) {
     Run(c, &stats);
   }
   std::printf(
-      "sanitize replay: %d cases: %d computed (reference, and the CPU kernel "
-      "in 6 ISA/tiling variants x 3 thread counts), "
+      "sanitize replay: %d cases: %d computed (reference; the CPU kernel in "
+      "6 ISA/tiling variants x 3 thread counts; the CUDA kernels emulated, "
+      "3 paths x 2 devices), "
       "%d validated only, %d refused; %d failure(s)\n",
       stats.cases, stats.computed, stats.validated, stats.refused,
       stats.failures);
