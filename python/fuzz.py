@@ -872,8 +872,9 @@ class TfBackend:
 
 class CabiBackend:
   """Calls the C ABI through ctypes: dwop_validate, then the CPU kernel at
-  several thread counts (bitwise equal) and the reference kernel, on buffers
-  of exactly the right size (so that ASan sees any overrun)."""
+  several thread counts (bitwise equal), the reference kernel and the CUDA
+  kernels emulated on the host, on buffers of exactly the right size (so that
+  ASan sees any overrun)."""
   name = "cabi"
   STATUS_INVALID = 1
 
