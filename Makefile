@@ -202,7 +202,7 @@ sanitize: venv
 	$(MAKE) sanitize-build SAN_DIR=$(ASAN_BUILD) SAN_FLAGS="$(ASAN_FLAGS)"
 	$(MAKE) sanitize-build SAN_DIR=$(TSAN_BUILD) SAN_FLAGS="$(TSAN_FLAGS)"
 	$(PY) python/fuzz.py --export $(ASAN_BUILD)/cases.txt --cases $(SAN_CASES) \
-	    --seed $(SAN_SEED) --include tests/fuzz_corpus.jsonl
+	    --seed $(SAN_SEED) --include tests/fuzz_corpus.json
 	@if ASAN_OPTIONS=abort_on_error=0 $(ASAN_BUILD)/replay --canary \
 	    >/dev/null 2>&1; then \
 	    echo "ASan did not catch the canary overflow"; exit 1; \
@@ -210,7 +210,7 @@ sanitize: venv
 	$(ASAN_RUN) $(ASAN_BUILD)/replay $(ASAN_BUILD)/cases.txt
 	$(TSAN_RUN) $(TSAN_BUILD)/replay $(ASAN_BUILD)/cases.txt
 	$(ASAN_PY) $(PY) python/fuzz.py --backend cabi --replay \
-	    tests/fuzz_corpus.jsonl
+	    tests/fuzz_corpus.json
 	for isa in avx512 avx2 generic; do \
 	    DWOP_CPU_ISA=$$isa $(ASAN_PY) $(PY) python/fuzz.py --backend cabi \
 	    --cases 1000 --per-child 1000 --seed $(SAN_SEED) || exit 1; done

@@ -1015,13 +1015,11 @@ class CabiBackend:
         raise Mismatch(f"dwop_filter_grad_{call} wrote its output on error")
 
   def _run_emulated(self, spec, xp, dp, n_out, null):
-    """The CUDA paths, emulated: auto, register and tiled (which refuses a
-    column stride or dilation other than 1)."""
+    """The CUDA paths, emulated: auto, register and tiled."""
     if self.emulated is None:
       return []
     results = []
     sm_count, smem = _emulated_devices(spec["seed"])
-    _, _, (_, sw), (_, dw), _ = _attrs_stage(spec, "cabi")
     # An empty problem needs no indexing: every path must take it.
     empty = 0 in (n_out, _elements(spec["input"]),
                   _elements(spec["out_backprop"]))
@@ -1031,11 +1029,13 @@ class CabiBackend:
       status = self.emulated(self.pref, xp, dp, op, path, sm_count, smem,
                              self.error, self.err_size)
       who = f"cuda_emulated {name} ({sm_count} SMs)"
-      if path == 2 and (sw != 1 or dw != 1) and status == self.STATUS_INVALID:
+      # A forced path may refuse a problem it cannot run (the tiled one
+      # needs unit column stride and dilation, and tiles that fit the
+      # device's shared memory); the op's own choice only one beyond the
+      # CUDA kernels' 32-bit indexing limit (cuda_plan.h). Never an empty one.
+      if status == self.STATUS_INVALID and not empty and (
+          path != 0 or "with 32-bit integers" in self._message()):
         continue
-      if (status == self.STATUS_INVALID and not empty and
-          "with 32-bit integers" in self._message()):
-        continue  # the CUDA kernels' documented limit (cuda_plan.h)
       if status != 0:
         raise Mismatch(f"{who} failed: {self._message()}")
       if oa is None:
@@ -1152,12 +1152,20 @@ def run_child(backend_name, seed, cases, journal_path):
   return status
 
 
+def read_specs(path):
+  """Specs from a JSON list (the corpus) or JSON lines (a reproducer)."""
+  with open(path) as f:
+    text = f.read()
+  if text.lstrip().startswith("["):
+    return json.loads(text)
+  return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def run_replay(backend_name, path):
   backend = backend_named(backend_name)
   stats = collections.Counter()
   failures = 0
-  with open(path) as f:
-    specs = [json.loads(line) for line in f if line.strip()]
+  specs = read_specs(path)
   for spec in specs:
     if backend_name not in spec.get("backends", (backend_name,)):
       continue
@@ -1389,13 +1397,11 @@ def export(path, cases, seed, include=None):
     lines.append(export_line(spec))
 
   if include:
-    with open(include) as f:
-      for line in f:
-        spec = json.loads(line)
-        c = spec.get("cabi") or {}
-        if "cabi" in spec.get("backends", ["cabi"]) and not (
-            c.get("null_problem") or "error_size" in c):
-          lines.append(export_line(spec))
+    for spec in read_specs(include):
+      c = spec.get("cabi") or {}
+      if "cabi" in spec.get("backends", ["cabi"]) and not (
+          c.get("null_problem") or "error_size" in c):
+        lines.append(export_line(spec))
   collect()
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")

@@ -2,7 +2,7 @@
 
 `make fuzz` runs the full campaign (python/fuzz.py); this suite runs a small,
 derandomised sample of it on every `make test`: a few hundred calls through
-TensorFlow, a thousand through the C ABI, every spec of tests/fuzz_corpus.jsonl
+TensorFlow, a thousand through the C ABI, every spec of tests/fuzz_corpus.json
 (past findings and TensorFlow's known crashers) on both, and checks that the
 harness itself reports a crash, a hang and a wrong answer with a reproducer.
 """
@@ -21,7 +21,7 @@ import testing  # pylint: disable=unused-import
 import fuzz  # pylint: disable=g-import-not-at-top,wrong-import-order
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      "fuzz_corpus.jsonl")
+                      "fuzz_corpus.json")
 # Fixed seeds: the sample is the same on every run.
 TF_SAMPLE = 300
 CABI_SAMPLE = 1000
@@ -71,8 +71,7 @@ class SampleTest(parameterized.TestCase):
         check=False)
     self.assertEqual(proc.returncode, 0, proc.stderr[-5000:])
     stats = fuzz._result(proc.stdout)  # pylint: disable=protected-access
-    with open(CORPUS) as f:
-      specs = [json.loads(line) for line in f]
+    specs = fuzz.read_specs(CORPUS)
     expected = sum(backend in s.get("backends", [backend]) for s in specs)
     self.assertEqual(stats["cases"], expected)
 
