@@ -33,6 +33,7 @@ import ctypes
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -1242,6 +1243,7 @@ def fuzz(backend, cases, per_child=1000, seed=0, timeout=900, jobs=1,
   `seed * 1000003 + i`, so a run is reproducible. Returns a Report; each
   failure carries its reproducer spec.
   """
+  temporary = work_dir is None  # removed at the end unless it holds a crash
   work_dir = work_dir or tempfile.mkdtemp(prefix="dwop-fuzz-")
   os.makedirs(work_dir, exist_ok=True)
   chunks = []
@@ -1293,6 +1295,8 @@ def fuzz(backend, cases, per_child=1000, seed=0, timeout=900, jobs=1,
       running.append(start(*pending.pop(0)))
     proc, chunk_seed, journal, _ = running.pop(0)
     finish(proc, chunk_seed, journal)
+  if temporary and not any(f.get("reproducer") for f in failures):
+    shutil.rmtree(work_dir, ignore_errors=True)
   return Report(stats, failures)
 
 
