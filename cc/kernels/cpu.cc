@@ -35,7 +35,10 @@ constexpr int64_t kMinChunkWork = int64_t{1} << 16;
 // Zero columns a staged row may carry per side; wider tap blocks are not
 // planned (huge column dilations use one-column blocks).
 constexpr int64_t kMaxMargin = 64;
-constexpr int64_t kMaxBandRows = 16;
+// Output rows per band: enough that the band's input rows, which overlap
+// the next band's by (filter_rows - 1) * dilation_rows, are staged at most
+// ~1.5 times over, and at least this many.
+constexpr int64_t kMinBandRows = 16;
 
 int64_t CeilDiv(int64_t a, int64_t b) {  // b > 0, any a
   return a >= 0 ? (a + b - 1) / b : -((-a) / b);
@@ -343,24 +346,33 @@ void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
   p.num_col_blocks = static_cast<int64_t>(s->col_blocks.size());
   p.margin = (best_t - 1) * g.dilation_cols;
 
-  // Staging: the widest channel group, then the tallest band, that fit the
-  // budget; only if one block of one row does not fit, narrower segments and
-  // fewer tap blocks per staging.
+  // Staging: start from all channels and a band tall enough to amortise the
+  // filter's vertical overlap, and shrink until the stage fits the budget.
+  // Memory-bound layers (few taps per input element) keep wide channel
+  // groups (long contiguous NHWC runs) and give up band height first;
+  // compute-bound ones keep tall bands (no re-staged overlap rows) and give
+  // up channels first. Narrower segments and fewer tap blocks per staging
+  // are the last resort (huge widths or dilations).
+  const int64_t overlap = (g.filter_rows - 1) * g.dilation_rows;
+  const int64_t tall = std::max(kMinBandRows, CeilDiv(2 * overlap, g.stride_rows));
   p.group_blocks = o.group > 0 ? std::min(o.group, p.num_blocks) : p.num_blocks;
-  p.band_rows = std::min(o.band > 0 ? o.band : kMaxBandRows, g.out_rows);
+  p.band_rows = std::min(o.band > 0 ? o.band : tall, g.out_rows);
   p.segment_cols = o.segment > 0 ? std::min(o.segment, g.out_cols) : g.out_cols;
   p.row_blocks_per_group = o.row_group > 0 ? o.row_group : p.num_row_blocks;
   p.col_blocks_per_group = o.col_group > 0 ? o.col_group : p.num_col_blocks;
+  const bool compute_bound =
+      g.filter_rows * g.filter_cols >= 32 * g.stride_rows * g.stride_cols;
   const int64_t min_band = std::min<int64_t>(4, p.band_rows);
+  const int64_t min_group = compute_bound ? 1 : std::min<int64_t>(4, p.num_blocks);
   while (StageBytes(p, elem) > kStageBudget) {
-    if (o.band == 0 && p.band_rows > min_band) {
+    if (o.band == 0 && !compute_bound && p.band_rows > min_band) {
       p.band_rows = std::max(min_band, p.band_rows / 2);
-    } else if (o.group == 0 && p.group_blocks > 4) {
-      p.group_blocks = CeilDiv(p.group_blocks, 2);
-    } else if (o.group == 0 && p.group_blocks > 1) {
+    } else if (o.group == 0 && p.group_blocks > min_group) {
       p.group_blocks = CeilDiv(p.group_blocks, 2);
     } else if (o.band == 0 && p.band_rows > 1) {
-      p.band_rows /= 2;
+      p.band_rows = CeilDiv(p.band_rows, 2);
+    } else if (o.group == 0 && p.group_blocks > 1) {
+      p.group_blocks = CeilDiv(p.group_blocks, 2);
     } else if (o.segment == 0 && p.segment_cols > 1) {
       p.segment_cols = CeilDiv(p.segment_cols, 2);
     } else if (o.col_group == 0 && p.col_blocks_per_group > 1) {
