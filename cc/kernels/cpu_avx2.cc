@@ -59,6 +59,7 @@ struct F32 : SimdBase<F32, float, 8> {
   static V Load(const float* p) { return _mm256_loadu_ps(p); }
   static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static V Fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
+  static V Add(V a, V b) { return _mm256_add_ps(a, b); }
 
   static V LoadN(const float* p, int64_t n) {
     return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, LaneMask32(n));
@@ -102,6 +103,7 @@ struct F64 : SimdBase<F64, double, 4> {
   static V Load(const double* p) { return _mm256_loadu_pd(p); }
   static void Store(double* p, V v) { _mm256_storeu_pd(p, v); }
   static V Fma(V a, V b, V acc) { return _mm256_fmadd_pd(a, b, acc); }
+  static V Add(V a, V b) { return _mm256_add_pd(a, b); }
 
   static V LoadN(const double* p, int64_t n) {
     if (n >= 4) return _mm256_loadu_pd(p);

@@ -70,6 +70,7 @@ struct F32 : SimdBase<F32, float, 16> {
   static V Load(const float* p) { return _mm512_loadu_ps(p); }
   static void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
   static V Fma(V a, V b, V acc) { return _mm512_fmadd_ps(a, b, acc); }
+  static V Add(V a, V b) { return _mm512_add_ps(a, b); }
 
   static V LoadN(const float* p, int64_t n) {
     return n >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(Mask16(n), p);
@@ -111,6 +112,7 @@ struct F64 : SimdBase<F64, double, 8> {
   static V Load(const double* p) { return _mm512_loadu_pd(p); }
   static void Store(double* p, V v) { _mm512_storeu_pd(p, v); }
   static V Fma(V a, V b, V acc) { return _mm512_fmadd_pd(a, b, acc); }
+  static V Add(V a, V b) { return _mm512_add_pd(a, b); }
 
   static V LoadN(const double* p, int64_t n) {
     return n >= 8 ? _mm512_loadu_pd(p)

@@ -31,6 +31,7 @@ struct VectorExtTraits : SimdBase<VectorExtTraits<Elem, kL>, Elem, kL> {
   }
   static void Store(E* p, V v) { std::memcpy(p, &v, sizeof(v)); }
   static V Fma(V a, V b, V acc) { return acc + a * b; }
+  static V Add(V a, V b) { return a + b; }
 
   template <class S>
   static V LoadN(const S* p, int64_t n) {
