@@ -259,6 +259,7 @@ void SizeScratch(Plan& p, int64_t elem) {
       2 * p.margin;
   p.x_row_stride = cols * p.lanes;
   p.x_block_stride = p.x_row_stride * (rows + 1);
+  p.x_zero_slot = rows;
   p.y_row_stride = p.segment_cols * p.lanes;
   p.y_block_stride = band * p.y_row_stride;
   p.max_band_taps = band * row_span;
@@ -362,11 +363,13 @@ void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
   p.col_blocks_per_group = o.col_group > 0 ? o.col_group : p.num_col_blocks;
   const bool compute_bound =
       g.filter_rows * g.filter_cols >= 32 * g.stride_rows * g.stride_cols;
-  const int64_t min_band = std::min<int64_t>(4, p.band_rows);
+  // Bands shorter than 4x the overlap stage each input row > 1.25 times.
+  const int64_t low_overlap_band = std::min(
+      p.band_rows, std::max<int64_t>(4, CeilDiv(4 * overlap, g.stride_rows)));
   const int64_t min_group = compute_bound ? 1 : std::min<int64_t>(4, p.num_blocks);
   while (StageBytes(p, elem) > kStageBudget) {
-    if (o.band == 0 && !compute_bound && p.band_rows > min_band) {
-      p.band_rows = std::max(min_band, p.band_rows / 2);
+    if (o.band == 0 && !compute_bound && p.band_rows > low_overlap_band) {
+      p.band_rows = std::max(low_overlap_band, p.band_rows / 2);
     } else if (o.group == 0 && p.group_blocks > min_group) {
       p.group_blocks = CeilDiv(p.group_blocks, 2);
     } else if (o.band == 0 && p.band_rows > 1) {
@@ -384,13 +387,19 @@ void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
     }
   }
 
-  // Chunks: channel groups x pieces of the reduction rows.
+  // Chunks: channel groups x pieces of the reduction rows. Every piece costs
+  // a partial gradient to zero and to sum (two passes over piece_bytes), so
+  // pieces are capped at a few percent of the arithmetic and at
+  // kPartialBudget; channel groups, which cost nothing to combine, supply
+  // the rest of the kTargetChunks.
   const int64_t rows_total = g.batch * g.out_rows;
   const int64_t piece_bytes = g.filter_rows * g.filter_cols * p.partial_depth * elem;
-  const int64_t max_pieces =
-      std::max<int64_t>(1, std::min(rows_total, kPartialBudget / std::max<int64_t>(piece_bytes, 1)));
   const double work = static_cast<double>(rows_total) * g.out_cols *
-                      g.filter_rows * g.filter_cols * p.num_blocks;
+                      g.filter_rows * g.filter_cols * p.num_blocks;  // vector FMAs
+  const double piece_cost = static_cast<double>(piece_bytes) / 8.0;  // ~FMA slots
+  const int64_t max_pieces = std::max<int64_t>(
+      1, std::min({rows_total, kPartialBudget / std::max<int64_t>(piece_bytes, 1),
+                   static_cast<int64_t>(0.05 * work / piece_cost)}));
   const int64_t target = std::max<int64_t>(
       1, std::min<int64_t>(kTargetChunks, static_cast<int64_t>(work / kMinChunkWork)));
   p.num_groups = CeilDiv(p.num_blocks, p.group_blocks);
@@ -400,10 +409,10 @@ void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
     p.num_pieces = std::min(max_pieces, CeilDiv(target, p.num_groups));
     if (o.group == 0 && p.num_groups * p.num_pieces < target &&
         p.group_blocks > 1) {
-      // Memory caps the pieces: get the parallelism from channels instead.
       p.group_blocks = std::max<int64_t>(
-          1, p.num_blocks / CeilDiv(target, p.num_pieces));
+          1, CeilDiv(p.num_blocks, CeilDiv(target, p.num_pieces)));
       p.num_groups = CeilDiv(p.num_blocks, p.group_blocks);
+      p.num_pieces = std::min(max_pieces, CeilDiv(target, p.num_groups));
     }
   }
   // Balance the groups (equal block counts) without changing their number.

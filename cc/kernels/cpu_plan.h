@@ -110,6 +110,7 @@ struct Plan {
   // --- Staging scratch layout, in accumulator elements unless noted.
   int64_t x_row_stride = 0;   // one staged input row of one channel block
   int64_t x_block_stride = 0;  // x_row_stride * (max staged rows + zero row)
+  int64_t x_zero_slot = 0;    // the zero row: after the max staged rows
   int64_t y_row_stride = 0;   // segment_cols * lanes
   int64_t y_block_stride = 0;  // band_rows * y_row_stride
   int64_t max_band_taps = 0;  // band_rows * filter rows of one row group
