@@ -141,6 +141,23 @@ def extra_cases():
   return out
 
 
+# Extents that make the planner itself cut rows into segments, channels into
+# groups or filters into staging groups (float32 only: they are large).
+EXTENT_CASES = [
+    cases.Case("wide_row_segments", (1, 3, 20000, 16), (3, 3, 16, 1), (1, 1),
+               "SAME", (1, 1)),
+    cases.Case("wide_row_segments_nchw", (1, 2, 9000, 20), (3, 2, 20, 1),
+               (1, 2), "SAME", (1, 1), "NCHW"),
+    cases.Case("many_channels", (1, 4, 5, 3000), (3, 3, 3000, 1), (1, 1),
+               "SAME", (1, 1)),
+    cases.Case("tall_filter", (2, 300, 2, 3), (70, 1, 3, 2), (1, 1), "VALID",
+               (1, 1)),
+    cases.Case("huge_dilation", (1, 5, 7, 2), (2, 2, 2, 1), (1, 1),
+               ((400, 0), (500, 0)), (400, 500)),
+    cases.Case("huge_pads_stride", (1, 6, 5, 3), (3, 3, 3, 1), (7, 9),
+               ((300, 200), (100, 400)), (1, 1)),
+]
+
 # Plans that force the rarely reached paths; each is run on TILING_CASES.
 PLAN_OVERRIDES = {
     "band1_pieces3": "band=1,pieces=3",
@@ -194,6 +211,10 @@ class CpuKernelTest(parameterized.TestCase):
 
   @parameterized.named_parameters(_named(extra_cases()))
   def test_tile_edges(self, case, isa):
+    self.check(case, isa)
+
+  @parameterized.named_parameters(_named(EXTENT_CASES))
+  def test_large_extents(self, case, isa):
     self.check(case, isa)
 
   @parameterized.named_parameters(

@@ -354,7 +354,8 @@ void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
   // compute-bound ones keep tall bands (no re-staged overlap rows) and give
   // up channels first. Narrower segments and fewer tap blocks per staging
   // are the last resort (huge widths or dilations).
-  const int64_t overlap = (g.filter_rows - 1) * g.dilation_rows;
+  const int64_t overlap = std::min((g.filter_rows - 1) * g.dilation_rows,
+                                   g.out_rows * g.stride_rows);
   const int64_t tall = std::max(kMinBandRows, CeilDiv(2 * overlap, g.stride_rows));
   p.group_blocks = o.group > 0 ? std::min(o.group, p.num_blocks) : p.num_blocks;
   p.band_rows = std::min(o.band > 0 ? o.band : tall, g.out_rows);
@@ -562,14 +563,6 @@ Status RunCpu(const FilterGradParams& params, void* workspace,
   cpu::PlanStorage storage;
   cpu::MakePlan(g, params.dtype, isa, cpu::ReadOverrides(), &storage);
   cpu::Plan& plan = storage.plan;
-  if (cpu::PartialBytes(plan) > CpuWorkspaceBytes(g, params.dtype)) {
-    return Status::Internal("CPU workspace smaller than the plan needs");
-  }
-  if (std::getenv("DWOP_CPU_VERBOSE")) {
-    std::fprintf(stderr, "plan: lanes %ld blocks %ld group %ld groups %ld pieces %ld band %ld seg %ld R %ld(%ld) T %ld(%ld) margin %ld rg %ld cg %ld scratch %ld\n",
-      plan.lanes, plan.num_blocks, plan.group_blocks, plan.num_groups, plan.num_pieces, plan.band_rows, plan.segment_cols,
-      plan.row_blocks[0].end, plan.num_row_blocks, plan.col_blocks[0].end, plan.num_col_blocks, plan.margin, plan.row_blocks_per_group, plan.col_blocks_per_group, plan.scratch_bytes);
-  }
   plan.input = params.input;
   plan.out_backprop = params.out_backprop;
   plan.partials = workspace;
