@@ -53,23 +53,23 @@ def cpu_isa():
   return library().lib.dwop_cpu_isa().decode()
 
 
+def _set_environment(values):
+  for k, v in values.items():
+    if v is None:
+      os.environ.pop(k, None)
+    else:
+      os.environ[k] = v
+
+
 @contextlib.contextmanager
 def environment(**values):
   """Sets environment variables (None unsets) for the duration."""
   saved = {k: os.environ.get(k) for k in values}
   try:
-    for k, v in values.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
+    _set_environment(values)
     yield
   finally:
-    for k, v in saved.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
+    _set_environment(saved)
 
 
 def supported_levels():

@@ -265,8 +265,9 @@ void SizeScratch(Plan& p, int64_t elem) {
   p.max_band_taps = band * row_span;
   const int64_t stage =
       p.group_blocks * (p.x_block_stride + p.y_block_stride) * elem;
-  p.scratch_bytes = stage + 3 * p.max_band_taps * 8 +
-                    p.group_blocks * static_cast<int64_t>(sizeof(int64_t) * 4 + 64);
+  // + three int64 tables per band and a 96-byte BlockMap per channel block
+  // (cpu_kernel.inc carves them in this order).
+  p.scratch_bytes = stage + 3 * p.max_band_taps * 8 + p.group_blocks * 96;
 }
 
 int64_t StageBytes(Plan& p, int64_t elem) {
