@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -449,21 +451,25 @@ void* ThreadScratch(int64_t bytes) {
 
 // --- Reduction --------------------------------------------------------------
 
+// Sums the pieces' partial gradients of out channels [oc_begin, oc_end) in
+// piece order (so the result does not depend on which thread runs this) and
+// stores them as T, rounding once.
 template <typename T>
-void StoreSum(const Plan& p, int64_t tap_begin, int64_t tap_end, T* out) {
+void StoreSum(const Plan& p, int64_t oc_begin, int64_t oc_end, T* out) {
   using Acc = typename AccumulatorOf<T>::type;
   const Acc* partials = static_cast<const Acc*>(p.partials);
   const int64_t piece_stride = p.taps() * p.partial_depth;
-  std::vector<Acc> sum(p.out_depth);
-  for (int64_t tap = tap_begin; tap < tap_end; ++tap) {
-    const Acc* first = partials + tap * p.partial_depth;
-    std::copy(first, first + p.out_depth, sum.begin());
+  const int64_t width = oc_end - oc_begin;
+  std::vector<Acc> sum(width);
+  for (int64_t tap = 0; tap < p.taps(); ++tap) {
+    const Acc* first = partials + tap * p.partial_depth + oc_begin;
+    std::copy(first, first + width, sum.begin());
     for (int64_t piece = 1; piece < p.num_pieces; ++piece) {
       const Acc* part = first + piece * piece_stride;
-      for (int64_t oc = 0; oc < p.out_depth; ++oc) sum[oc] += part[oc];
+      for (int64_t i = 0; i < width; ++i) sum[i] += part[i];
     }
-    T* dst = out + tap * p.out_depth;
-    for (int64_t oc = 0; oc < p.out_depth; ++oc) Store(dst + oc, sum[oc]);
+    T* dst = out + tap * p.out_depth + oc_begin;
+    for (int64_t i = 0; i < width; ++i) Store(dst + i, sum[i]);
   }
 }
 
@@ -568,6 +574,22 @@ Status RunCpu(const FilterGradParams& params, void* workspace,
   plan.out_backprop = params.out_backprop;
   plan.partials = workspace;
 
+  // The last chunk of a channel group to finish sums that group's pieces:
+  // no second parallel pass, and the sum order is fixed regardless.
+  std::function<void(int64_t)> store_group;
+  cpu::ForType(params.dtype, [&](auto zero) {
+    using T = decltype(zero);
+    T* out = static_cast<T*>(params.filter_backprop);
+    store_group = [&plan, out](int64_t group) {
+      const int64_t width = plan.group_blocks * plan.lanes;
+      cpu::StoreSum(plan, group * width,
+                    std::min(plan.out_depth, (group + 1) * width), out);
+    };
+  });
+  std::unique_ptr<std::atomic<int64_t>[]> finished(
+      new std::atomic<int64_t>[plan.num_groups]);
+  for (int64_t i = 0; i < plan.num_groups; ++i) finished[i] = 0;
+
   const cpu::ChunkFn run_chunk = cpu::ChunkFnOf(isa);
   std::atomic<bool> out_of_memory{false};
   const double work = static_cast<double>(g.batch) * g.out_rows * g.out_cols *
@@ -580,21 +602,20 @@ Status RunCpu(const FilterGradParams& params, void* workspace,
                    out_of_memory = true;
                    return;
                  }
-                 for (int64_t c = begin; c < end; ++c) run_chunk(plan, c, scratch);
+                 for (int64_t c = begin; c < end; ++c) {
+                   run_chunk(plan, c, scratch);
+                   const int64_t group = c % plan.num_groups;
+                   if (finished[group].fetch_add(1, std::memory_order_acq_rel) +
+                           1 == plan.num_pieces) {
+                     store_group(group);
+                   }
+                 }
                });
   if (out_of_memory) {
     return Status::ResourceExhausted("could not allocate " +
                                      std::to_string(plan.scratch_bytes) +
                                      " bytes of CPU staging memory");
   }
-  cpu::ForType(params.dtype, [&](auto zero) {
-    using T = decltype(zero);
-    T* out = static_cast<T*>(params.filter_backprop);
-    parallel_for(plan.taps(), plan.num_pieces * plan.out_depth + 10,
-                 [&](int64_t begin, int64_t end) {
-                   cpu::StoreSum(plan, begin, end, out);
-                 });
-  });
   return Status::Ok();
 }
 
