@@ -274,7 +274,7 @@ void SizeScratch(Plan& p, int64_t elem) {
 
 int64_t StageBytes(Plan& p, int64_t elem) {
   SizeScratch(p, elem);
-  return p.group_blocks * (p.x_block_stride + p.y_block_stride) * elem;
+  return p.scratch_bytes;
 }
 
 // Everything but the buffers. Depends on the geometry, the dtype, the ISA
