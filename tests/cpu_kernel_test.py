@@ -156,6 +156,8 @@ EXTENT_CASES = [
                ((400, 0), (500, 0)), (400, 500)),
     cases.Case("huge_pads_stride", (1, 6, 5, 3), (3, 3, 3, 1), (7, 9),
                ((300, 200), (100, 400)), (1, 1)),
+    cases.Case("filter_rows_over_padding", (1, 10, 3, 1), (3000, 2, 1, 1),
+               (1, 1), ((2996, 0), (1, 0)), (1, 1)),
 ]
 
 # Plans that force the rarely reached paths; each is run on TILING_CASES.
