@@ -9,6 +9,11 @@ figure is the median over both workers. The roofline comes from a 1 GB copy
 
   .venv/bin/python python/kernel_timing.py [--cases a,b] [--reps 9] [--threads 2]
   .venv/bin/python python/kernel_timing.py --scaling   # C ABI, 1 vs 2 threads
+  .venv/bin/python python/kernel_timing.py --cpu-time  # 1 thread, CPU time
+
+--cpu-time compares per-core efficiency on a shared machine: one intra-op
+thread, and the process's CPU time instead of the wall clock, so time spent
+descheduled by other processes does not count (memory contention still does).
 """
 
 import argparse
@@ -75,8 +80,9 @@ def roofline_s(case, bw, peak):
   return max(nbytes / bw, case.flops / peak)
 
 
-def _tf_worker(names, reps, threads):
+def _tf_worker(names, reps, threads, cpu_time):
   """Prints {case: {"dwop": s, "tf": s or None}}, medians, interleaved."""
+  clock = time.process_time if cpu_time else time.perf_counter
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, ROOT)
   import dwop  # pylint: disable=g-import-not-at-top
@@ -112,9 +118,9 @@ def _tf_worker(names, reps, threads):
         del runs[name]
     for _ in range(reps):
       for name, fn in runs.items():
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times[name].append(time.perf_counter() - t)
+        times[name].append(clock() - t)
     result[c.name] = {k: statistics.median(v) for k, v in times.items()}
     print(f"# {c.name} {result[c.name]}", file=sys.stderr, flush=True)
   print(json.dumps(result))
@@ -148,6 +154,7 @@ def main():
   parser.add_argument("--threads", type=int, default=2)
   parser.add_argument("--json", default="")
   parser.add_argument("--scaling", action="store_true")
+  parser.add_argument("--cpu-time", action="store_true")
   parser.add_argument("--tf-worker", default="")
   parser.add_argument("--roofline-worker", action="store_true")
   args = parser.parse_args()
@@ -155,15 +162,17 @@ def main():
     _roofline_worker()
     return
   if args.tf_worker:
-    _tf_worker(args.tf_worker, args.reps, args.threads)
+    _tf_worker(args.tf_worker, args.reps, args.threads, args.cpu_time)
     return
   selected = _select(args.cases)
   if args.scaling:
     _scaling(selected, args.reps)
     return
+  if args.cpu_time:
+    args.threads = 1
   bw, peak = _run_worker("--roofline-worker")
   print(f"# bandwidth {bw / 1e9:.1f} GB/s, peak {peak / 1e9:.0f} GFLOP/s, "
-        f"{args.threads} threads")
+        f"{args.threads} threads" + (", CPU time" if args.cpu_time else ""))
   names = ",".join(c.name for c in selected)
   measured = {}
   for onednn in ("1", "0"):
@@ -171,7 +180,8 @@ def main():
                TF_CPP_MIN_LOG_LEVEL="3", OPENBLAS_NUM_THREADS="1")
     measured[onednn] = _run_worker(
         "--tf-worker", env,
-        (names, "--reps", str(args.reps), "--threads", str(args.threads)))
+        (names, "--reps", str(args.reps), "--threads", str(args.threads)) +
+        (("--cpu-time",) if args.cpu_time else ()))
   rows = []
   print(f"{'case':34s} {'dwop':>8s} {'native':>8s} {'onednn':>8s} "
         f"{'speedup':>8s} {'roofline':>8s} {'x roof':>7s}")
