@@ -21,7 +21,7 @@ PY ?= $(VENV)/bin/python
 BUILD ?= build
 CXX ?= g++
 
-LIB := dwop/_dwop_ops.so
+LIB ?= dwop/_dwop_ops.so
 CABI := $(BUILD)/libdwop_c.so
 
 # --- Framework-free kernels: compiled without TensorFlow's include path, so a
@@ -29,16 +29,61 @@ CABI := $(BUILD)/libdwop_c.so
 CXXFLAGS ?= -O3
 KERNEL_CXXFLAGS := -std=c++17 -fPIC -fvisibility=hidden -Wall -Wextra \
                    -Werror=return-type -I. -MMD -MP $(CXXFLAGS)
-KERNEL_SRCS := $(wildcard cc/kernels/*.cc)
+KERNEL_SRCS := $(filter-out %.cu.cc,$(wildcard cc/kernels/*.cc))
 KERNEL_OBJS := $(KERNEL_SRCS:%.cc=$(BUILD)/%.o)
 CABI_OBJS := $(BUILD)/cc/c_api/dwop_c.o
 
 # --- CUDA (section owned by the CUDA build).
+# cc/kernels/*.cu.cc are compiled by nvcc (no TensorFlow include path) for
+# sm_80 and sm_90 plus compute_90 PTX, and linked with the static CUDA runtime
+# into both libraries. The runtime's directory comes from CUDA_HOME when set,
+# else from what nvcc itself reports (`nvcc --dryrun`: robust to wrappers).
+# The emulator (cuda_emulator.cc) and planner are plain C++, always built.
 DWOP_CUDA ?= 1
 NVCC ?= $(shell command -v nvcc 2>/dev/null)
 CUDA_OBJS :=
 CUDA_LDFLAGS :=
 CUDA_DEFINES :=
+CUDA_GENCODE ?= -gencode arch=compute_80,code=sm_80 \
+                -gencode arch=compute_90,code=[sm_90,compute_90]
+NVCC_FLAGS ?= -O3
+ifneq ($(DWOP_CUDA),0)
+ifneq ($(NVCC),)
+CUDA_LIB_CANDIDATES := $(if $(CUDA_HOME),$(CUDA_HOME)/lib64 \
+    $(CUDA_HOME)/targets/x86_64-linux/lib,$(shell $(NVCC) --dryrun -c -x cu \
+    /dev/null -o /dev/null 2>&1 | sed -n 's/^\#\$$ LIBRARIES=//p' \
+    | tr -d '"' | sed 's/-L//g'))
+CUDA_LIBDIR := $(patsubst %/,%,$(dir $(firstword $(wildcard \
+    $(addsuffix /libcudart_static.a,$(CUDA_LIB_CANDIDATES))))))
+ifeq ($(CUDA_LIBDIR),)
+$(error nvcc is $(NVCC) but libcudart_static.a is in none of [$(CUDA_LIB_CANDIDATES)]; set CUDA_HOME, or DWOP_CUDA=0 to build without CUDA)
+endif
+CUDA_SRCS := $(wildcard cc/kernels/*.cu.cc)
+CUDA_OBJS := $(CUDA_SRCS:%.cu.cc=$(BUILD)/%.cu.o)
+# The runtime's symbols stay private to our libraries (TensorFlow loads its
+# own libcudart).
+CUDA_LDFLAGS := -L$(CUDA_LIBDIR) -Wl,--exclude-libs,libcudart_static.a \
+                -lcudart_static -ldl -lrt -lpthread
+CUDA_DEFINES := -DGOOGLE_CUDA=1 -DDWOP_WITH_CUDA=1
+endif
+endif
+# --threads 0: the gencode targets compile in parallel.
+CUDA_CXXFLAGS := -std=c++17 -I. -MMD -MP $(CUDA_GENCODE) --threads 0 \
+                 -Xcompiler -fPIC,-fvisibility=hidden,-Wall $(NVCC_FLAGS)
+
+$(BUILD)/cc/kernels/%.cu.o: cc/kernels/%.cu.cc
+	@mkdir -p $(dir $@)
+	$(NVCC) $(CUDA_CXXFLAGS) -x cu -c $< -o $@
+
+# The glue compiled with or without CUDA_DEFINES is rebuilt when DWOP_CUDA or
+# the presence of nvcc changes (build/cuda.config records the last choice).
+CUDA_CONFIG := cuda=$(if $(CUDA_OBJS),$(NVCC) $(CUDA_LIBDIR),off)
+$(shell mkdir -p $(BUILD) && [ "$$(cat $(BUILD)/cuda.config 2>/dev/null)" = \
+    '$(CUDA_CONFIG)' ] || echo '$(CUDA_CONFIG)' > $(BUILD)/cuda.config)
+$(BUILD)/cc/tf/kernels.o $(BUILD)/cc/c_api/dwop_c.o: $(BUILD)/cuda.config
+
+# The emulator is a test tool: keep its compile time down.
+$(BUILD)/cc/kernels/cuda_emulator.o: KERNEL_CXXFLAGS += -O1
 
 # --- TensorFlow glue. Flags come from the interpreter's tf.sysconfig, cached
 # in $(BUILD)/tf/ (TensorFlow's headers are treated as system headers).
@@ -100,7 +145,7 @@ test: build
 	$(PY) -m pytest tests
 
 bench: build
-	$(PY) python/bench.py
+	$(PY) python/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(LIB)

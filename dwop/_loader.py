@@ -54,6 +54,9 @@ def _load():
   return tf.load_op_library(path)
 
 
+# Autograph would otherwise try (and warn) to convert the file checks when the
+# first call happens inside a tf.function.
+@tf.autograph.experimental.do_not_convert
 def load():
   """Loads the op library on first use and returns its generated module."""
   global _module

@@ -19,6 +19,9 @@ _STATUS = {0: "OK", 1: "INVALID_ARGUMENT", 2: "RESOURCE_EXHAUSTED",
            3: "INTERNAL", 4: "UNAVAILABLE"}
 
 _I64P = ctypes.POINTER(ctypes.c_int64)
+CUDA_PATHS = {"auto": 0, "register": 1, "tiled": 2}
+CUDA_KERNELS = {0: "nothing", 1: "zero", 2: "register_nhwc",
+                3: "register_nchw", 4: "tiled"}
 
 
 class DwopError(Exception):
@@ -49,6 +52,22 @@ _GEOMETRY_FIELDS = [
     "filter_rows", "filter_cols", "out_rows", "out_cols", "stride_rows",
     "stride_cols", "dilation_rows", "dilation_cols", "pad_top", "pad_left"
 ]
+
+
+class CudaPlan(ctypes.Structure):
+  """dwop_cuda_plan (cc/c_api/dwop_c.h)."""
+  _fields_ = [(f, ctypes.c_int32) for f in (
+      "kernel", "tap_rows", "tap_cols", "vector", "threads", "lanes_x",
+      "lanes_y", "col_segments", "segment_cols", "chunk_cols", "chunks",
+      "bands", "x_rows", "x_pitch")] + [(f, ctypes.c_int64) for f in (
+          "channel_blocks", "tap_groups_h", "tap_groups_w", "splits",
+          "work_total", "work_per_split", "blocks", "smem_bytes",
+          "workspace_bytes", "finalize_blocks")]
+
+  def as_dict(self):
+    d = {f: getattr(self, f) for f, _ in self._fields_}
+    d["kernel"] = CUDA_KERNELS.get(self.kernel, str(self.kernel))
+    return d
 
 
 class Geometry(ctypes.Structure):
@@ -88,6 +107,25 @@ class Library:
       raise RuntimeError(f"{self.path} has ABI version {version}, "
                          f"expected {ABI_VERSION}")
     self._keep = []
+    self._declare_cuda()
+
+  def _declare_cuda(self):
+    """Argument types of the CUDA entry points (64-bit ints and pointers)."""
+    lib, c = self.lib, ctypes
+    problem, err = c.POINTER(Problem), [c.c_char_p, c.c_size_t]
+    lib.dwop_cuda_built.restype = c.c_int32
+    lib.dwop_cuda_device_count.restype = c.c_int32
+    lib.dwop_cuda_device_count.argtypes = err
+    lib.dwop_cuda_plan_problem.argtypes = [
+        problem, c.c_int32, c.c_int32, c.c_int64, c.POINTER(CudaPlan)] + err
+    lib.dwop_filter_grad_cuda.argtypes = [
+        problem, c.c_void_p, c.c_void_p, c.c_void_p, c.c_void_p] + err
+    lib.dwop_filter_grad_cuda_ex.argtypes = [
+        problem, c.c_void_p, c.c_void_p, c.c_void_p, c.c_int32, c.c_void_p,
+        c.c_int64, c.c_void_p] + err
+    lib.dwop_filter_grad_cuda_emulated.argtypes = [
+        problem, c.c_void_p, c.c_void_p, c.c_void_p, c.c_int32, c.c_int32,
+        c.c_int64] + err
 
   def _array(self, values):
     arr = (ctypes.c_int64 * max(1, len(values)))(*[int(v) for v in values])
@@ -131,11 +169,15 @@ class Library:
 
   def filter_grad(self, input, filter_sizes, out_backprop, strides, padding,  # pylint: disable=redefined-builtin
                   data_format="NHWC", dilations=(1, 1, 1, 1), dtype=None,
-                  backend="cpu", num_threads=0, out=None):
-    """Runs a host kernel ("cpu" or "reference") and returns filter_backprop.
+                  backend="cpu", num_threads=0, out=None, cuda_path="auto",
+                  sm_count=132, shared_memory_per_block=48 * 1024):
+    """Runs a host kernel and returns filter_backprop.
 
-    The output is filled with NaN before the call, so any element the kernel
-    fails to write shows up. `out` may be given to reuse a buffer.
+    backend: "cpu", "reference", or "cuda_emulator" (the CUDA kernels' code
+    run on the host for a device with sm_count SMs; cuda_path as in
+    filter_grad_cuda). The output is filled with NaN before the call, so any
+    element the kernel fails to write shows up. `out` may be given to reuse a
+    buffer.
     """
     input = np.ascontiguousarray(input)
     out_backprop = np.ascontiguousarray(out_backprop)
@@ -157,7 +199,61 @@ class Library:
     elif backend == "reference":
       status = self.lib.dwop_filter_grad_reference(*args, error,
                                                    ctypes.sizeof(error))
+    elif backend == "cuda_emulator":
+      status = self.lib.dwop_filter_grad_cuda_emulated(
+          *args, CUDA_PATHS[cuda_path], sm_count, shared_memory_per_block,
+          error, ctypes.sizeof(error))
     else:
       raise ValueError(f"unknown backend {backend!r}")
     self._check(status, error)
     return out
+
+  # ---- CUDA.
+
+  def cuda_built(self):
+    """Whether the library contains the CUDA kernels."""
+    return bool(self.lib.dwop_cuda_built())
+
+  def cuda_device_count(self):
+    """(number of usable CUDA devices, why there are none or "")."""
+    error = ctypes.create_string_buffer(1024)
+    count = self.lib.dwop_cuda_device_count(error, ctypes.sizeof(error))
+    return count, error.value.decode(errors="replace")
+
+  def cuda_plan(self, dtype, input_shape, filter_sizes, out_backprop_shape,
+                strides, padding, data_format="NHWC", dilations=(1, 1, 1, 1),
+                path="auto", sm_count=0, shared_memory_per_block=0):
+    """The CUDA launch plan as a dict (sm_count 0: the current device)."""
+    problem = self.problem(dtype, input_shape, filter_sizes,
+                           out_backprop_shape, strides, padding, data_format,
+                           dilations)
+    plan = CudaPlan()
+    error = ctypes.create_string_buffer(1024)
+    status = self.lib.dwop_cuda_plan_problem(
+        ctypes.byref(problem), CUDA_PATHS[path], sm_count,
+        shared_memory_per_block, ctypes.byref(plan), error,
+        ctypes.sizeof(error))
+    self._check(status, error)
+    return plan.as_dict()
+
+  def filter_grad_cuda(self, dtype, input_shape, filter_sizes,
+                       out_backprop_shape, strides, padding, input_ptr,
+                       out_backprop_ptr, filter_ptr, data_format="NHWC",
+                       dilations=(1, 1, 1, 1), stream=0, path="auto",
+                       workspace_ptr=0, workspace_bytes=0):
+    """The CUDA kernel on device buffers given as integer pointers.
+
+    Runs asynchronously on `stream` (an integer cudaStream_t, 0 for the
+    legacy default stream) on the current device; with workspace_ptr 0 the
+    workspace is allocated on the stream. Raises DwopError (status
+    "UNAVAILABLE" without CUDA or a GPU).
+    """
+    problem = self.problem(dtype, input_shape, filter_sizes,
+                           out_backprop_shape, strides, padding, data_format,
+                           dilations)
+    error = ctypes.create_string_buffer(1024)
+    status = self.lib.dwop_filter_grad_cuda_ex(
+        ctypes.byref(problem), input_ptr or None, out_backprop_ptr or None,
+        filter_ptr or None, CUDA_PATHS[path], workspace_ptr or None,
+        workspace_bytes, stream or None, error, ctypes.sizeof(error))
+    self._check(status, error)

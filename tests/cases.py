@@ -195,3 +195,33 @@ BENCH = _bench()
 def named(cases):
   """absl parameterized.named_parameters arguments: one test per case."""
   return [(c.name, c) for c in cases]
+
+
+def geometry_name(case):
+  """The geometry a CONFORMANCE case was made from (its name less the
+  _<layout>_<dtype> suffix)."""
+  return case.name.rsplit("_", 2)[0]
+
+
+def cross_section(cases):
+  """One case per geometry, its layout and dtype rotating from one geometry to
+  the next: every geometry, layout and dtype at a fraction of the cost, for
+  the slower variants (tf.function, C ABI thread counts, subprocesses)."""
+  by_geometry = {}
+  for case in cases:
+    by_geometry.setdefault(geometry_name(case), []).append(case)
+  picked = []
+  for i, group in enumerate(by_geometry.values()):
+    layout = LAYOUTS[i % len(LAYOUTS)]
+    dtype = DTYPES[(i // len(LAYOUTS) + i) % len(DTYPES)]
+    picked.extend(c for c in group
+                  if c.data_format == layout and c.dtype == dtype)
+  return picked
+
+
+def by_name(name, table=None):
+  """The case called `name` in `table` (default: CONFORMANCE)."""
+  for case in CONFORMANCE if table is None else table:
+    if case.name == name:
+      return case
+  raise KeyError(name)

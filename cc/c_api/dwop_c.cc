@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cc/kernels/cpu.h"
+#include "cc/kernels/cuda.h"
 #include "cc/kernels/geometry.h"
 #include "cc/kernels/reference.h"
 
@@ -131,6 +132,107 @@ struct AlignedBuffer {
   void* data;
 };
 
+// ---- CUDA.
+
+#ifdef DWOP_WITH_CUDA
+constexpr bool kCudaBuilt = true;
+#else
+constexpr bool kCudaBuilt = false;
+#endif
+
+const char kBuiltWithoutCuda[] =
+    "this dwop library was built without CUDA (nvcc was not found, or "
+    "DWOP_CUDA=0); rebuild it with nvcc on the PATH";
+
+// The current CUDA device's properties, or kUnavailable with the reason.
+Status CurrentCudaDevice(CudaDevice* device) {
+#ifdef DWOP_WITH_CUDA
+  std::string why;
+  if (CudaDeviceCount(&why) == 0) {
+    return Status::Unavailable("no usable CUDA device: " + why);
+  }
+  return QueryCudaDevice(device);
+#else
+  (void)device;
+  return Status::Unavailable(kBuiltWithoutCuda);
+#endif
+}
+
+// The device to plan for: the given properties, or the current device's.
+Status PlanningDevice(int32_t sm_count, int64_t shared_memory_per_block,
+                      CudaDevice* device) {
+  if (sm_count <= 0) return CurrentCudaDevice(device);
+  device->sm_count = sm_count;
+  if (shared_memory_per_block > 0) {
+    device->shared_memory_per_block = shared_memory_per_block;
+  }
+  return Status::Ok();
+}
+
+dwop_cuda_plan ToC(const CudaPlan& p) {
+  dwop_cuda_plan c;
+  c.kernel = static_cast<int32_t>(p.kernel);
+  c.tap_rows = p.tap_rows;
+  c.tap_cols = p.tap_cols;
+  c.vector = p.vector;
+  c.threads = p.threads;
+  c.lanes_x = p.lanes_x;
+  c.lanes_y = p.lanes_y;
+  c.col_segments = p.col_segments;
+  c.segment_cols = p.segment_cols;
+  c.chunk_cols = p.chunk_cols;
+  c.chunks = p.chunks;
+  c.bands = p.bands;
+  c.x_rows = p.x_rows;
+  c.x_pitch = p.x_pitch;
+  c.channel_blocks = p.channel_blocks;
+  c.tap_groups_h = p.tap_groups_h;
+  c.tap_groups_w = p.tap_groups_w;
+  c.splits = p.splits;
+  c.work_total = p.work_total;
+  c.work_per_split = p.work_per_split;
+  c.blocks = p.blocks;
+  c.smem_bytes = p.smem_bytes;
+  c.workspace_bytes = p.workspace_bytes;
+  c.finalize_blocks = p.finalize_blocks;
+  return c;
+}
+
+Status FilterGradCuda(const dwop_problem* problem, const void* input,
+                      const void* out_backprop, void* filter_backprop,
+                      int32_t path, void* workspace, int64_t workspace_bytes,
+                      void* cuda_stream) {
+  FilterGradParams params;
+  DWOP_RETURN_IF_ERROR(
+      MakeParams(problem, input, out_backprop, filter_backprop, &params));
+#ifdef DWOP_WITH_CUDA
+  CudaDevice device;
+  DWOP_RETURN_IF_ERROR(CurrentCudaDevice(&device));
+  CudaPlan plan;
+  DWOP_RETURN_IF_ERROR(
+      PlanCuda(params, device, static_cast<CudaPath>(path), &plan));
+  void* owned = nullptr;
+  if (plan.workspace_bytes > 0) {
+    if (workspace == nullptr) {
+      DWOP_RETURN_IF_ERROR(
+          CudaAllocAsync(plan.workspace_bytes, cuda_stream, &owned));
+      workspace = owned;
+    } else if (workspace_bytes < plan.workspace_bytes) {
+      return Status::InvalidArgument(
+          "workspace_bytes " + std::to_string(workspace_bytes) +
+          " is less than the " + std::to_string(plan.workspace_bytes) +
+          " bytes the plan needs");
+    }
+  }
+  const Status status = RunCuda(params, plan, workspace, cuda_stream);
+  const Status freed = CudaFreeAsync(owned, cuda_stream);
+  return status.ok() ? freed : status;
+#else
+  (void)path, (void)workspace, (void)workspace_bytes, (void)cuda_stream;
+  return Status::Unavailable(kBuiltWithoutCuda);
+#endif
+}
+
 }  // namespace
 }  // namespace dwop
 
@@ -186,6 +288,88 @@ dwop_status dwop_filter_grad_reference(const dwop_problem* problem,
   dwop::Status status =
       dwop::MakeParams(problem, input, out_backprop, filter_backprop, &params);
   if (status.ok()) status = dwop::RunReference(params);
+  return dwop::Report(status, error, error_size);
+}
+
+int32_t dwop_cuda_built(void) { return dwop::kCudaBuilt ? 1 : 0; }
+
+int32_t dwop_cuda_device_count(char* error, size_t error_size) {
+#ifdef DWOP_WITH_CUDA
+  std::string why;
+  const int count = dwop::CudaDeviceCount(&why);
+  if (count == 0) dwop::Report(dwop::Status::Unavailable(why), error, error_size);
+  return count;
+#else
+  dwop::Report(dwop::Status::Unavailable(dwop::kBuiltWithoutCuda), error,
+               error_size);
+  return 0;
+#endif
+}
+
+dwop_status dwop_cuda_plan_problem(const dwop_problem* problem, int32_t path,
+                                   int32_t sm_count,
+                                   int64_t shared_memory_per_block,
+                                   dwop_cuda_plan* plan, char* error,
+                                   size_t error_size) {
+  dwop::FilterGradParams params;
+  dwop::CudaDevice device;
+  dwop::CudaPlan cuda_plan;
+  dwop::Status status = dwop::Resolve(problem, &params.geo);
+  if (status.ok() && plan == nullptr) {
+    status = dwop::Status::InvalidArgument("plan is NULL");
+  }
+  if (status.ok()) {
+    params.dtype = static_cast<dwop::DType>(problem->dtype);
+    status = dwop::PlanningDevice(sm_count, shared_memory_per_block, &device);
+  }
+  if (status.ok()) {
+    status = dwop::PlanCuda(params, device, static_cast<dwop::CudaPath>(path),
+                            &cuda_plan);
+  }
+  if (status.ok()) *plan = dwop::ToC(cuda_plan);
+  return dwop::Report(status, error, error_size);
+}
+
+dwop_status dwop_filter_grad_cuda(const dwop_problem* problem,
+                                  const void* input, const void* out_backprop,
+                                  void* filter_backprop, void* cuda_stream,
+                                  char* error, size_t error_size) {
+  return dwop::Report(
+      dwop::FilterGradCuda(problem, input, out_backprop, filter_backprop,
+                           DWOP_CUDA_AUTO, nullptr, 0, cuda_stream),
+      error, error_size);
+}
+
+dwop_status dwop_filter_grad_cuda_ex(const dwop_problem* problem,
+                                     const void* input,
+                                     const void* out_backprop,
+                                     void* filter_backprop, int32_t path,
+                                     void* workspace, int64_t workspace_bytes,
+                                     void* cuda_stream, char* error,
+                                     size_t error_size) {
+  return dwop::Report(
+      dwop::FilterGradCuda(problem, input, out_backprop, filter_backprop, path,
+                           workspace, workspace_bytes, cuda_stream),
+      error, error_size);
+}
+
+dwop_status dwop_filter_grad_cuda_emulated(
+    const dwop_problem* problem, const void* input, const void* out_backprop,
+    void* filter_backprop, int32_t path, int32_t sm_count,
+    int64_t shared_memory_per_block, char* error, size_t error_size) {
+  dwop::FilterGradParams params;
+  dwop::CudaDevice device;
+  dwop::CudaPlan plan;
+  dwop::Status status =
+      dwop::MakeParams(problem, input, out_backprop, filter_backprop, &params);
+  if (status.ok()) {
+    status = dwop::PlanningDevice(sm_count, shared_memory_per_block, &device);
+  }
+  if (status.ok()) {
+    status = dwop::PlanCuda(params, device, static_cast<dwop::CudaPath>(path),
+                            &plan);
+  }
+  if (status.ok()) status = dwop::EmulateCuda(params, plan);
   return dwop::Report(status, error, error_size);
 }
 

@@ -95,6 +95,76 @@ DWOP_EXPORT dwop_status dwop_filter_grad_reference(const dwop_problem* problem,
                                        void* filter_backprop, char* error,
                                        size_t error_size);
 
+/* ---- CUDA (cc/kernels/cuda.h). Always declared. In a library built without
+ * CUDA, and on a machine without a CUDA driver or device, the entry points
+ * that need a GPU return DWOP_UNAVAILABLE and say why. Problems are validated
+ * exactly as for the CPU kernel. */
+
+typedef enum dwop_cuda_path {
+  DWOP_CUDA_AUTO = 0,     /* the op's choice */
+  DWOP_CUDA_REGISTER = 1, /* register tap-group kernels (any problem) */
+  DWOP_CUDA_TILED = 2,    /* shared-memory tiles (unit column stride and
+                             dilation; DWOP_INVALID_ARGUMENT otherwise) */
+} dwop_cuda_path;
+
+/* What the planner chose (cc/kernels/cuda_plan.h, CudaPlan). kernel: 0 no
+ * output elements, 1 zero fill, 2 register NHWC, 3 register NCHW, 4 tiled. */
+typedef struct dwop_cuda_plan {
+  int32_t kernel, tap_rows, tap_cols, vector, threads, lanes_x, lanes_y;
+  int32_t col_segments, segment_cols, chunk_cols, chunks, bands, x_rows;
+  int32_t x_pitch;
+  int64_t channel_blocks, tap_groups_h, tap_groups_w, splits, work_total;
+  int64_t work_per_split, blocks, smem_bytes, workspace_bytes;
+  int64_t finalize_blocks;
+} dwop_cuda_plan;
+
+/* 1 when the library contains the CUDA kernels, else 0. */
+DWOP_EXPORT int32_t dwop_cuda_built(void);
+
+/* The number of CUDA devices the library can use: 0 when it was built
+ * without CUDA or finds no driver or device, with the reason in `error`. */
+DWOP_EXPORT int32_t dwop_cuda_device_count(char* error, size_t error_size);
+
+/* Plans `problem` for `path` (a dwop_cuda_path) on a device with sm_count
+ * multiprocessors and shared_memory_per_block bytes per block (pass
+ * sm_count <= 0 for the current CUDA device's values, which needs a CUDA
+ * build and a device). Buffers are taken as 256-byte aligned. Host only. */
+DWOP_EXPORT dwop_status dwop_cuda_plan_problem(
+    const dwop_problem* problem, int32_t path, int32_t sm_count,
+    int64_t shared_memory_per_block, dwop_cuda_plan* plan, char* error,
+    size_t error_size);
+
+/* The filter gradient on the calling thread's current CUDA device. input,
+ * out_backprop and filter_backprop are device pointers (dense, data_format
+ * order; filter_backprop [KH, KW, C, M]). Asynchronous on cuda_stream (a
+ * cudaStream_t; NULL is the legacy default stream): synchronise before
+ * reading the result. The workspace, when the plan needs one, is allocated
+ * and freed on that stream (cudaMallocAsync / cudaFreeAsync). Bitwise
+ * identical from run to run on a given GPU model. */
+DWOP_EXPORT dwop_status dwop_filter_grad_cuda(const dwop_problem* problem,
+                                  const void* input, const void* out_backprop,
+                                  void* filter_backprop, void* cuda_stream,
+                                  char* error, size_t error_size);
+
+/* dwop_filter_grad_cuda with a chosen path and, optionally, the caller's
+ * workspace: device memory of at least the plan's workspace_bytes (from
+ * dwop_cuda_plan_problem with the same path and sm_count 0), 16-byte
+ * aligned; workspace NULL: allocated on the stream as above. */
+DWOP_EXPORT dwop_status dwop_filter_grad_cuda_ex(
+    const dwop_problem* problem, const void* input, const void* out_backprop,
+    void* filter_backprop, int32_t path, void* workspace,
+    int64_t workspace_bytes, void* cuda_stream, char* error,
+    size_t error_size);
+
+/* The CUDA kernels' code run on the host (cc/kernels/cuda.h, EmulateCuda) on
+ * host buffers, planned as dwop_cuda_plan_problem plans (with the buffers'
+ * real alignment): the same arithmetic in the same order, so the same bits as
+ * the GPU. Every build has it; slow, for small problems (tests). */
+DWOP_EXPORT dwop_status dwop_filter_grad_cuda_emulated(
+    const dwop_problem* problem, const void* input, const void* out_backprop,
+    void* filter_backprop, int32_t path, int32_t sm_count,
+    int64_t shared_memory_per_block, char* error, size_t error_size);
+
 #ifdef __cplusplus
 }  /* extern "C" */
 #endif

@@ -255,35 +255,41 @@ Status ParseAttrs(const OpAttrs& attrs, ConvAttrs* out) {
   return ParseExplicitPaddings(attrs, out);
 }
 
-Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
-                       ShapeRef filter_sizes_shape, const int64_t* filter_sizes,
-                       ShapeRef out_backprop, Geometry* geo) {
-  const Layout layout = attrs.layout;
-  DWOP_RETURN_IF_ERROR(CheckRank4("input", input, layout));
+Status CheckFilterSizes(ShapeRef filter_sizes_shape,
+                        const int64_t* filter_sizes) {
   if (filter_sizes_shape.rank != 1) {
     return Invalid("filter_sizes must be a 1-D tensor [filter_rows, "
                    "filter_cols, in_depth, depth_multiplier], but got rank " +
                    Str(filter_sizes_shape.rank) + " with shape " +
                    FormatShape(filter_sizes_shape));
   }
-  if (filter_sizes_shape.dims[0] != 4) {
+  const int64_t length = filter_sizes_shape.dims[0];
+  if (length >= 0 && length != 4) {
     return Invalid("filter_sizes must have 4 entries [filter_rows, "
                    "filter_cols, in_depth, depth_multiplier], but got " +
-                   Str(filter_sizes_shape.dims[0]) +
+                   Str(length) +
                    // Hostile lengths are not echoed in full.
-                   (filter_sizes_shape.dims[0] <= 16
-                        ? ": filter_sizes=" +
-                              FormatDims(filter_sizes,
-                                         filter_sizes_shape.dims[0])
+                   (filter_sizes != nullptr && length <= 16
+                        ? ": filter_sizes=" + FormatDims(filter_sizes, length)
                         : std::string()));
   }
-  const std::string shown_sizes = "filter_sizes=" + FormatDims(filter_sizes, 4);
+  if (filter_sizes == nullptr || length < 0) return Status::Ok();
   for (int i = 0; i < 4; ++i) {
     if (filter_sizes[i] < 0) {
-      return Invalid("filter_sizes must be non-negative, but got " +
-                     shown_sizes);
+      return Invalid("filter_sizes must be non-negative, but got "
+                     "filter_sizes=" + FormatDims(filter_sizes, 4));
     }
   }
+  return Status::Ok();
+}
+
+Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
+                       ShapeRef filter_sizes_shape, const int64_t* filter_sizes,
+                       ShapeRef out_backprop, Geometry* geo) {
+  const Layout layout = attrs.layout;
+  DWOP_RETURN_IF_ERROR(CheckRank4("input", input, layout));
+  DWOP_RETURN_IF_ERROR(CheckFilterSizes(filter_sizes_shape, filter_sizes));
+  const std::string shown_sizes = "filter_sizes=" + FormatDims(filter_sizes, 4);
   DWOP_RETURN_IF_ERROR(CheckRank4("out_backprop", out_backprop, layout));
 
   int64_t input_elements, out_backprop_elements, filter_elements;

@@ -55,6 +55,13 @@ struct ShapeRef {
 // was expected. Safe on any input.
 Status ParseAttrs(const OpAttrs& attrs, ConvAttrs* out);
 
+// Validates filter_sizes alone: a 1-D tensor of 4 non-negative entries.
+// Also serves the shape function, which may know less: a dimension of
+// `filter_sizes_shape` may be -1 (unknown length, not checked) and
+// `filter_sizes` may be null (values unknown, only the shape is checked).
+Status CheckFilterSizes(ShapeRef filter_sizes_shape,
+                        const int64_t* filter_sizes);
+
 // Validates the three inputs against each other and the attributes, and
 // resolves the output size and padding. `filter_sizes` points to the values of
 // the filter_sizes tensor, whose shape is `filter_sizes_shape` (the values are

@@ -16,6 +16,7 @@ class Status {
     kInvalidArgument = 1,
     kResourceExhausted = 2,
     kInternal = 3,
+    kUnavailable = 4,  // e.g. CUDA: not built in, no driver or no device
   };
 
   Status() = default;
@@ -31,6 +32,9 @@ class Status {
   }
   static Status Internal(std::string message) {
     return Status(kInternal, std::move(message));
+  }
+  static Status Unavailable(std::string message) {
+    return Status(kUnavailable, std::move(message));
   }
 
   bool ok() const { return code_ == kOk; }

@@ -14,6 +14,15 @@
 #include "tensorflow/core/framework/types.h"
 #include "tensorflow/core/platform/threadpool.h"
 
+#if GOOGLE_CUDA
+#include <algorithm>
+
+#include "cc/kernels/cuda.h"
+#include "xla/stream_executor/device_description.h"
+#include "xla/stream_executor/stream.h"
+#include "xla/stream_executor/stream_executor.h"
+#endif  // GOOGLE_CUDA
+
 namespace tensorflow {
 namespace dwop {
 
@@ -29,6 +38,8 @@ absl::Status ToTf(const ::dwop::Status& status) {
       return absl::ResourceExhaustedError(status.message());
     case ::dwop::Status::kInternal:
       return absl::InternalError(status.message());
+    case ::dwop::Status::kUnavailable:
+      return absl::UnavailableError(status.message());
   }
   return absl::InternalError(status.message());
 }
@@ -71,6 +82,49 @@ struct Launcher<CPUDevice> {
         parallel_for));
   }
 };
+
+#if GOOGLE_CUDA
+// Read by tests/gpu_build_test.py: this library registers the GPU kernels.
+__attribute__((used)) extern const char kBuiltWithCuda[] =
+    "DWOP_BUILT_WITH_CUDA=1";
+
+// The GPU kernels need no Eigen GPU device: a tag type keeps Eigen's CUDA
+// headers out of this file.
+struct GpuDevice {};
+
+// The CUDA kernel (cc/kernels/cuda.h) on the op's stream: planned for the
+// op's device, with its workspace from TensorFlow's allocator.
+template <>
+struct Launcher<GpuDevice> {
+  static absl::Status Run(OpKernelContext* ctx,
+                          const ::dwop::FilterGradParams& params) {
+    DeviceContext* device_context = ctx->op_device_context();
+    ::stream_executor::Stream* stream =
+        device_context == nullptr ? nullptr : device_context->stream();
+    if (stream == nullptr) {
+      return absl::InternalError("dwop: the GPU op context has no stream");
+    }
+    const auto& description = stream->parent()->GetDeviceDescription();
+    ::dwop::CudaDevice device;
+    device.sm_count = std::max(1, description.core_count());
+    if (description.shared_memory_per_block() > 0) {
+      device.shared_memory_per_block = description.shared_memory_per_block();
+    }
+    ::dwop::CudaPlan plan;
+    TF_RETURN_IF_ERROR(ToTf(
+        ::dwop::PlanCuda(params, device, ::dwop::CudaPath::kAuto, &plan)));
+    Tensor workspace;
+    if (plan.workspace_bytes > 0) {
+      TF_RETURN_IF_ERROR(ctx->allocate_temp(
+          DT_INT8, TensorShape({plan.workspace_bytes}), &workspace));
+    }
+    return ToTf(::dwop::RunCuda(
+        params, plan,
+        plan.workspace_bytes > 0 ? workspace.flat<int8_t>().data() : nullptr,
+        stream->platform_specific_handle().stream));
+  }
+};
+#endif  // GOOGLE_CUDA
 
 template <typename Device, typename T>
 class DepthwiseConv2dBackpropFilterOp : public OpKernel {
@@ -141,6 +195,20 @@ TF_CALL_bfloat16(DWOP_REGISTER_CPU);
 TF_CALL_float(DWOP_REGISTER_CPU);
 TF_CALL_double(DWOP_REGISTER_CPU);
 #undef DWOP_REGISTER_CPU
+
+#if GOOGLE_CUDA
+#define DWOP_REGISTER_GPU(T)                                        \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropFilter") \
+                              .Device(DEVICE_GPU)                   \
+                              .TypeConstraint<T>("T")               \
+                              .HostMemory("filter_sizes"),          \
+                          DepthwiseConv2dBackpropFilterOp<GpuDevice, T>);
+TF_CALL_half(DWOP_REGISTER_GPU);
+TF_CALL_bfloat16(DWOP_REGISTER_GPU);
+TF_CALL_float(DWOP_REGISTER_GPU);
+TF_CALL_double(DWOP_REGISTER_GPU);
+#undef DWOP_REGISTER_GPU
+#endif  // GOOGLE_CUDA
 
 }  // namespace dwop
 }  // namespace tensorflow

@@ -1,6 +1,10 @@
 // The op's interface: inputs, attributes and shape function. Same as
 // TensorFlow's DepthwiseConv2dNativeBackpropFilter, plus Tsizes so that
 // filter_sizes may also be int64.
+#include <cstdint>
+#include <vector>
+
+#include "cc/kernels/geometry.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -20,6 +24,23 @@ __attribute__((used)) extern const char kBuiltAgainst[] =
 using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
 
+// The shape of filter_sizes, checked by the kernel's own rule so that graph
+// construction fails with the kernel's message. (Its values are not checked
+// here: TensorFlow's shape refiner rejects a negative constant itself, with
+// "Invalid value in tensor used for shape", before this function sees it.)
+absl::Status CheckFilterSizesShape(InferenceContext* c) {
+  const ShapeHandle shape = c->input(1);
+  if (!c->RankKnown(shape)) return absl::OkStatus();
+  std::vector<int64_t> dims;
+  for (int i = 0; i < c->Rank(shape); ++i) {
+    dims.push_back(c->Value(c->Dim(shape, i)));  // -1 when unknown
+  }
+  const ::dwop::Status status = ::dwop::CheckFilterSizes(
+      {dims.data(), static_cast<int>(dims.size())}, nullptr);
+  return status.ok() ? absl::OkStatus()
+                     : absl::InvalidArgumentError(status.message());
+}
+
 REGISTER_OP("Dwop>DepthwiseConv2dBackpropFilter")
     .Input("input: T")
     .Input("filter_sizes: Tsizes")
@@ -36,6 +57,7 @@ REGISTER_OP("Dwop>DepthwiseConv2dBackpropFilter")
       // Like TensorFlow's: the exact shape when filter_sizes is constant,
       // rank 4 with unknown dimensions otherwise. Everything else is checked
       // once, at run time, by ComputeGeometry.
+      TF_RETURN_IF_ERROR(CheckFilterSizesShape(c));
       ShapeHandle filter_shape;
       TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(1, &filter_shape));
       TF_RETURN_IF_ERROR(c->WithRank(filter_shape, 4, &filter_shape));

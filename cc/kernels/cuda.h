@@ -1,0 +1,59 @@
+// The CUDA filter gradient: a host API without CUDA types, so that the glue
+// (cc/tf, cc/c_api) compiles with a plain C++ compiler.
+//
+// Use: PlanCuda (cuda_plan.h) on the validated params and the device, give the
+// kernels plan.workspace_bytes of device memory, then RunCuda on a stream.
+//
+// The kernels (cuda.cu.cc, bodies in cuda_kernels.h) never use float atomics:
+// every block writes its partial sums to the workspace and a second kernel adds
+// them in a fixed order, so the result is bitwise identical from run to run.
+// half and bfloat16 accumulate in float32, float in float32, double in double.
+//
+// RunCuda, QueryCudaDevice and the allocation helpers exist only in builds
+// with CUDA (DWOP_WITH_CUDA / GOOGLE_CUDA); EmulateCuda always exists.
+#ifndef DWOP_CC_KERNELS_CUDA_H_
+#define DWOP_CC_KERNELS_CUDA_H_
+
+#include <cstdint>
+#include <string>
+
+#include "cc/kernels/cuda_plan.h"
+#include "cc/kernels/params.h"
+#include "cc/kernels/status.h"
+
+namespace dwop {
+
+// Number of CUDA devices visible to the process; 0 (and the reason in
+// *why, may be NULL) without a driver or a device. Never fails otherwise.
+int CudaDeviceCount(std::string* why);
+
+// The properties of the calling thread's current CUDA device.
+Status QueryCudaDevice(CudaDevice* device);
+
+// Runs `plan` (made by PlanCuda for these params) asynchronously on
+// `cuda_stream` (a cudaStream_t; nullptr is the legacy default stream).
+// params' pointers are device pointers; `workspace` holds
+// plan.workspace_bytes bytes of device memory (may be null when that is 0),
+// 16-byte aligned. Writes every element of params.filter_backprop (zeros when
+// there is nothing to sum). Launch errors come back as kInternal with the
+// CUDA error string; errors of the running kernels surface at the next
+// synchronisation, as usual in CUDA.
+Status RunCuda(const FilterGradParams& params, const CudaPlan& plan,
+               void* workspace, void* cuda_stream);
+
+// Stream-ordered device memory (cudaMallocAsync / cudaFreeAsync), for callers
+// that do not own an allocator (the C ABI).
+Status CudaAllocAsync(int64_t bytes, void* cuda_stream, void** ptr);
+Status CudaFreeAsync(void* ptr, void* cuda_stream);
+
+// Runs the CUDA kernels' code on the host, block after block and thread after
+// thread (cuda_emulator.cc): the same plan, the same per-thread arithmetic
+// (fused multiply-adds, float32 accumulation) and the same reduction order,
+// on host buffers. The result is meant to equal RunCuda's bit for bit; it
+// lets tests check the kernels' indexing, bounds and reductions on machines
+// without a GPU. Slow: for small problems only.
+Status EmulateCuda(const FilterGradParams& params, const CudaPlan& plan);
+
+}  // namespace dwop
+
+#endif  // DWOP_CC_KERNELS_CUDA_H_

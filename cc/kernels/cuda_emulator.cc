@@ -1,0 +1,95 @@
+// Runs the CUDA kernels' bodies (cuda_kernels.h) on the host: every block of
+// the grid in turn, every thread of a block in turn within each Step. Shared
+// memory, per-thread state and the workspace start filled with NaN bytes, so
+// a read of something no thread wrote shows up in the result.
+#include <cstring>
+#include <vector>
+
+#include "cc/kernels/cuda.h"
+#include "cc/kernels/cuda_kernels.h"
+
+namespace dwop {
+namespace {
+
+class Emulator {
+ public:
+  Emulator(const CudaPlan& plan, const gpu::KernelArgs& args)
+      : plan_(plan), args_(args) {}
+
+  template <typename T, int KHT, int KWT, int V>
+  Status Nhwc() {
+    return Blocks<gpu::RegisterState<gpu::Acc<T>, KHT, KWT, V>>(
+        [&](int b, gpu::HostBlock& ex, auto* states, unsigned char* smem) {
+          gpu::RegisterNhwcBlock<T, KHT, KWT, V>(args_, b, ex, states, smem);
+        });
+  }
+
+  template <typename T, int KHT, int KWT>
+  Status Nchw() {
+    return Blocks<gpu::RegisterState<gpu::Acc<T>, KHT, KWT, 1>>(
+        [&](int b, gpu::HostBlock& ex, auto* states, unsigned char* smem) {
+          gpu::RegisterNchwBlock<T, KHT, KWT>(args_, b, ex, states, smem);
+        });
+  }
+
+  template <typename T, bool kNchw>
+  Status Tiled() {
+    return Blocks<gpu::TiledState<gpu::Acc<T>>>(
+        [&](int b, gpu::HostBlock& ex, auto* states, unsigned char* smem) {
+          gpu::TiledBlock<T, kNchw>(args_, b, ex, states, smem);
+        });
+  }
+
+  template <typename T>
+  Status Finalize() {
+    for (int64_t e = 0; e < args_.filter_elements; ++e) {
+      gpu::FinalizeElement<T>(args_, e);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  template <class State, class F>
+  Status Blocks(F&& run_block) {
+    std::vector<State> states(plan_.threads);
+    std::vector<double> smem((plan_.smem_bytes + 7) / 8);
+    gpu::HostBlock ex(plan_.threads);
+    for (int64_t b = 0; b < plan_.blocks; ++b) {
+      std::memset(static_cast<void*>(states.data()), 0xFF,
+                  states.size() * sizeof(State));
+      std::memset(smem.data(), 0xFF, smem.size() * sizeof(double));
+      run_block(static_cast<int>(b), ex, states.data(),
+                reinterpret_cast<unsigned char*>(smem.data()));
+    }
+    return Status::Ok();
+  }
+
+  const CudaPlan& plan_;
+  const gpu::KernelArgs& args_;
+};
+
+}  // namespace
+
+Status EmulateCuda(const FilterGradParams& params, const CudaPlan& plan) {
+  switch (plan.kernel) {
+    case CudaKernel::kNothing:
+      return Status::Ok();
+    case CudaKernel::kZero:  // the plan has output elements
+      std::memset(params.filter_backprop, 0,
+                  params.geo.filter_elements() * DTypeSize(params.dtype));
+      return Status::Ok();
+    default:
+      break;
+  }
+  // NaN bytes everywhere: a partial sum no block wrote would show.
+  std::vector<double> workspace((plan.workspace_bytes + 7) / 8);
+  if (!workspace.empty()) {
+    std::memset(workspace.data(), 0xFF, workspace.size() * sizeof(double));
+  }
+  const gpu::KernelArgs args =
+      gpu::MakeKernelArgs(params, plan, workspace.data());
+  Emulator emulator(plan, args);
+  return gpu::VisitPlan(plan, params.dtype, params.geo.layout, emulator);
+}
+
+}  // namespace dwop

@@ -1,0 +1,438 @@
+"""Checks dwop's CUDA kernels on a GPU machine, without TensorFlow.
+
+    python3 python/gpu_check.py [--cases SUBSTR[,SUBSTR...]] [--quick]
+                                [--paths] [--no-timing] [--no-torch]
+                                [--no-build] [--json PATH]
+
+From the project root: builds the C ABI with the CUDA kernels (`make cabi`:
+nvcc only, no TensorFlow), then for every case of tests/cases.py (CONFORMANCE
+and BENCH) and CUDA_CASES below it
+  - runs the CUDA kernel through the C ABI on PyTorch-owned device buffers and
+    compares it with the float64 oracle (python/reference.py) and with the
+    CPU kernel, within a per-dtype tolerance (TOLERANCE);
+  - runs it again and compares the bytes (determinism);
+  - for the small cases, also forces each kernel family (register, tiled) and
+    compares the GPU bytes with the host emulator of the same kernels
+    (reported in column "emu"; a mismatch is a warning, not a failure);
+  - times dwop and PyTorch's torch.nn.grad.conv2d_weight (cuDNN, groups=C,
+    channels_last for NHWC cases, TF32 off, cudnn.benchmark on) with CUDA
+    events: warm-up, then the median of repeats, each behind a short
+    torch.cuda._sleep so that host overhead is not timed.
+Prints a table, writes JSON (--json, default .bench/gpu_check.json) and exits
+1 if any case is wrong or not deterministic (2 when no GPU can be used).
+
+--quick: fewer timing repeats, no CPU comparison for the BENCH cases.
+--paths: also check and time the forced kernel families on BENCH cases
+    (tuning the planner's choice).
+--no-timing: correctness and determinism only, no PyTorch (use under
+    compute-sanitizer). --no-torch: time dwop only.
+--no-build: use the existing build/libdwop_c.so.
+
+Under compute-sanitizer (memcheck; racecheck, synccheck and initcheck the
+same way), build first, then run without timing; without PyTorch's caching
+allocator every buffer is its own allocation, so memcheck sees an access one
+element past a tensor:
+    make cabi
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck \\
+        --error-exitcode 9 python3 python/gpu_check.py --no-build \\
+        --no-timing --quick
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import cabi  # pylint: disable=g-import-not-at-top,wrong-import-position
+import cases  # pylint: disable=g-import-not-at-top,wrong-import-position
+import reference  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+Case = cases.Case
+
+# |dwop - oracle| <= TOLERANCE[dtype] * (|input| (*) |out_backprop|), the
+# filter gradient of the absolute values: a bound on rounding that holds for
+# any summation order (half/bfloat16 also round the result once).
+TOLERANCE = {"float16": 2e-3, "bfloat16": 1e-2, "float32": 1e-5,
+             "float64": 1e-12}
+
+# Shapes that reach the CUDA kernels' less common corners: several channel
+# blocks and column segments, tap groups and tiles, tiled chunks and the
+# tiled kernel's ring of input rows over several bands, depth multipliers,
+# strides and dilations in the tiled kernel's rows. Small enough for the
+# host emulator (tests/gpu_build_test.py runs them there too).
+CUDA_CASES = [
+    Case("cuda_c300_k3", (2, 10, 12, 300), (3, 3, 300, 1)),
+    Case("cuda_c300_k3_half", (2, 10, 12, 300), (3, 3, 300, 1),
+         dtype="float16"),
+    Case("cuda_wide_k5", (1, 6, 90, 8), (5, 5, 8, 1)),
+    Case("cuda_k13_d2", (2, 20, 20, 4), (13, 13, 4, 1), dilations=(2, 2)),
+    Case("cuda_k64x1_m2", (4, 70, 9, 3), (64, 1, 3, 2), padding="VALID"),
+    Case("cuda_k1x20", (2, 5, 40, 4), (1, 20, 4, 1)),
+    Case("cuda_k40_two_chunks", (2, 20, 70, 3), (40, 40, 3, 1)),
+    Case("cuda_k17x20_s2d2_rows_nchw", (2, 30, 20, 2), (17, 20, 2, 1),
+         strides=(2, 1), dilations=(2, 1), data_format="NCHW"),
+    Case("cuda_k31_m2_nchw", (2, 40, 30, 2), (31, 31, 2, 2),
+         data_format="NCHW"),
+    Case("cuda_k31_nhwc", (2, 40, 30, 3), (31, 31, 3, 1)),
+    Case("cuda_k31_bf16", (1, 24, 24, 2), (31, 31, 2, 1), dtype="bfloat16"),
+    Case("cuda_k3_s2_nchw", (3, 33, 65, 20), (3, 3, 20, 1), strides=(2, 2),
+         data_format="NCHW"),
+    Case("cuda_c144_k3_bf16", (4, 28, 28, 144), (3, 3, 144, 1),
+         dtype="bfloat16"),
+    Case("cuda_c96_k7", (2, 14, 14, 96), (7, 7, 96, 1)),
+    Case("cuda_c96_k7_half", (2, 14, 14, 96), (7, 7, 96, 1), dtype="float16"),
+    Case("cuda_k5_double", (2, 9, 9, 6), (5, 5, 6, 1), dtype="float64"),
+    Case("cuda_k3_double_c8", (2, 9, 9, 8), (3, 3, 8, 1), dtype="float64"),
+    Case("cuda_huge_pads", (1, 4, 4, 2), (3, 3, 2, 1),
+         padding=((10, 10), (3, 20))),
+    Case("cuda_stride_dilation_big", (1, 5, 5, 2), (3, 3, 2, 1),
+         strides=(3, 4), dilations=(4, 5)),
+    Case("cuda_k3_m4_c5", (2, 7, 9, 5), (3, 3, 5, 4)),
+]
+
+PATHS = ("auto", "register", "tiled")
+
+
+# ---- Host-side data in dwop's storage formats (no ml_dtypes needed).
+
+def to_storage(values, dtype):
+  """float64 array -> NumPy array in dtype (bfloat16: uint16 bit patterns)."""
+  if dtype == "bfloat16":
+    u = np.ascontiguousarray(values, np.float32).view(np.uint32)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+  return np.ascontiguousarray(values, {"float16": np.float16,
+                                       "float32": np.float32,
+                                       "float64": np.float64}[dtype])
+
+
+def from_storage(values, dtype):
+  """The inverse of to_storage, as float64."""
+  if dtype == "bfloat16":
+    return (values.astype(np.uint32) << 16).view(np.float32).astype(
+        np.float64)
+  return values.astype(np.float64)
+
+
+def oracle(case, x, dy, absolute=False):
+  if absolute:
+    x, dy = np.abs(x), np.abs(dy)
+  return reference.depthwise_conv2d_backprop_filter(
+      x, case.filter, dy, case.tf_strides, case.tf_padding, case.data_format,
+      case.tf_dilations)
+
+
+def within_tolerance(got, want, scale, dtype, factor=1.0):
+  """(ok, max |got - want|): finite and within the dtype's tolerance."""
+  if got.size == 0:
+    return True, 0.0
+  err = np.abs(got - want)
+  ok = bool(np.all(np.isfinite(got)) and np.all(
+      err <= factor * TOLERANCE[dtype] * scale + 1e-300))
+  return ok, float(np.nanmax(err)) if np.isfinite(err).any() else float("inf")
+
+
+def emulate(lib, case, xs, dys, path, sm_count):
+  """The host emulator's bytes for this case and path (None if no kernel)."""
+  return lib.filter_grad(xs, case.filter, dys, case.tf_strides,
+                         case.tf_padding, case.data_format, case.tf_dilations,
+                         dtype=case.dtype, backend="cuda_emulator",
+                         cuda_path=path, sm_count=sm_count,
+                         shared_memory_per_block=48 * 1024)
+
+
+# ---- The GPU side (PyTorch owns the buffers).
+
+class Gpu:
+  """Device buffers, dwop and PyTorch calls on the current CUDA device."""
+
+  def __init__(self, lib):
+    import torch  # pylint: disable=g-import-not-at-top
+    self.torch = torch
+    self.lib = lib
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    props = torch.cuda.get_device_properties(0)
+    self.device_name = props.name
+    self.sm_count = props.multi_processor_count
+    self.torch_dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16,
+                        "float32": torch.float32, "float64": torch.float64}
+
+  def upload(self, storage, dtype):
+    t = self.torch.from_numpy(
+        storage.view(np.int16) if dtype == "bfloat16" else storage).cuda()
+    return t.view(self.torch.bfloat16) if dtype == "bfloat16" else t
+
+  def nan_filled(self, shape, dtype):
+    t = self.torch.empty(shape, dtype=self.torch_dtype[dtype], device="cuda")
+    bits = {2: self.torch.int16, 4: self.torch.int32, 8: self.torch.int64}
+    t.view(bits[t.element_size()]).fill_(-1)  # all ones: NaN
+    return t
+
+  def stream(self):
+    return self.torch.cuda.current_stream().cuda_stream
+
+  def plan(self, case, path):
+    return self.lib.cuda_plan(case.dtype, case.input_shape, case.filter,
+                              case.out_backprop_shape, case.tf_strides,
+                              case.tf_padding, case.data_format,
+                              case.tf_dilations, path=path)
+
+  def dwop_call(self, case, x, dy, path):
+    """A closure running dwop into a fresh NaN-filled output; returns it."""
+    plan = self.plan(case, path)
+    workspace = self.torch.empty(max(1, plan["workspace_bytes"]),
+                                 dtype=self.torch.uint8, device="cuda")
+
+    def run(out=None):
+      if out is None:
+        out = self.nan_filled(case.filter, case.dtype)
+      self.lib.filter_grad_cuda(
+          case.dtype, case.input_shape, case.filter, case.out_backprop_shape,
+          case.tf_strides, case.tf_padding, x.data_ptr(), dy.data_ptr(),
+          out.data_ptr(), case.data_format, case.tf_dilations,
+          stream=self.stream(), path=path, workspace_ptr=workspace.data_ptr(),
+          workspace_bytes=plan["workspace_bytes"])
+      return out
+
+    return plan, run
+
+  def to_host(self, t, dtype):
+    self.torch.cuda.synchronize()
+    if dtype == "bfloat16":
+      return t.view(self.torch.int16).cpu().numpy().view(np.uint16)
+    return t.cpu().numpy()
+
+  def torch_call(self, case, x, dy):
+    """A closure computing PyTorch's filter gradient of the same problem, and
+    a function mapping its result to [KH, KW, C, M]."""
+    torch = self.torch
+    functional = torch.nn.functional
+    kh, kw, c, m = case.filter
+    nhwc = case.data_format == "NHWC"
+    # PyTorch's logical layout is NCHW; NHWC data becomes channels_last.
+    xt = x.permute(0, 3, 1, 2) if nhwc else x
+    dyt = dy.permute(0, 3, 1, 2) if nhwc else dy
+    _, _, h, w = xt.shape
+    _, _, oh, ow = dyt.shape
+    sh, sw = case.strides
+    dh, dw = case.dilations
+    geometry = self.lib.validate(self.lib.problem(
+        case.dtype, case.input_shape, case.filter, case.out_backprop_shape,
+        case.tf_strides, case.tf_padding, case.data_format,
+        case.tf_dilations))
+    pt, pl = geometry["pad_top"], geometry["pad_left"]
+    # Padding after the input that makes the output exactly (oh, ow); it is
+    # negative when the last input rows or columns are never read.
+    pb = (oh - 1) * sh + (kh - 1) * dh + 1 - h - pt
+    pr = (ow - 1) * sw + (kw - 1) * dw + 1 - w - pl
+    padding = (pt, pl)
+    if pt != pb or pl != pr:
+      # Asymmetric (or cropping) padding: pad the input once, outside timing.
+      xt = functional.pad(xt, (pl, pr, pt, pb))
+      padding = (0, 0)
+    if nhwc:
+      xt = xt.contiguous(memory_format=torch.channels_last)
+      dyt = dyt.contiguous(memory_format=torch.channels_last)
+    weight_size = (c * m, 1, kh, kw)
+
+    def run():
+      return torch.nn.grad.conv2d_weight(xt, weight_size, dyt, stride=(sh, sw),
+                                         padding=padding, dilation=(dh, dw),
+                                         groups=c)
+
+    def to_filter(result):
+      r = result.float().cpu().numpy().astype(np.float64)
+      return r.reshape(c, m, kh, kw).transpose(2, 3, 0, 1)
+
+    return run, to_filter
+
+  def time_ms(self, fn, warmup, repeats):
+    """Median milliseconds of fn() on the GPU (CUDA events)."""
+    torch = self.torch
+    for _ in range(warmup):
+      fn()
+    times = []
+    for _ in range(repeats):
+      start = torch.cuda.Event(enable_timing=True)
+      end = torch.cuda.Event(enable_timing=True)
+      torch.cuda._sleep(1_000_000)  # GPU busy while the host enqueues
+      start.record()
+      fn()
+      end.record()
+      end.synchronize()
+      times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+# ---- One case.
+
+def check_case(lib, gpu, case, args, small):
+  """Runs every check of one case; returns its JSON record."""
+  record = {"case": case.name, "dtype": case.dtype, "layout": case.data_format,
+            "input": list(case.input), "filter": list(case.filter),
+            "flops": case.flops, "ok": True, "notes": []}
+  x64, dy64 = case.random_inputs(seed=1)
+  xs, dys = to_storage(x64, case.dtype), to_storage(dy64, case.dtype)
+  want = oracle(case, x64, dy64)
+  scale = oracle(case, x64, dy64, absolute=True)
+  x, dy = gpu.upload(xs, case.dtype), gpu.upload(dys, case.dtype)
+
+  paths = PATHS if (small or args.paths) else ("auto",)
+  for path in paths:
+    try:
+      plan, run = gpu.dwop_call(case, x, dy, path)
+    except cabi.DwopError as e:
+      if path != "auto" and e.status == "INVALID_ARGUMENT":
+        continue  # this kernel family cannot run the problem
+      raise
+    out = run()
+    first = gpu.to_host(out, case.dtype)
+    second = gpu.to_host(run(), case.dtype)
+    got = from_storage(first, case.dtype)
+    if path == "auto":
+      auto_got = got
+    ok, err = within_tolerance(got, want, scale, case.dtype)
+    deterministic = first.tobytes() == second.tobytes()
+    entry = {"kernel": plan["kernel"], "splits": plan["splits"],
+             "blocks": plan["blocks"], "max_error": err, "correct": ok,
+             "deterministic": deterministic}
+    if small:
+      emulated = emulate(lib, case, xs, dys, path, gpu.sm_count)
+      entry["emulator_bitwise"] = emulated.tobytes() == first.tobytes()
+    if (path == "auto" or args.paths) and not args.no_timing:
+      entry["dwop_ms"] = gpu.time_ms(lambda: run(out), args.warmup,
+                                     args.repeats)
+    record[path] = entry
+    if not ok or not deterministic:
+      record["ok"] = False
+
+  if not (args.quick and not small):
+    cpu = from_storage(lib.filter_grad(
+        xs, case.filter, dys, case.tf_strides, case.tf_padding,
+        case.data_format, case.tf_dilations, dtype=case.dtype), case.dtype)
+    cpu_ok, record["cpu_max_error"] = within_tolerance(cpu, want, scale,
+                                                       case.dtype)
+    agree, _ = within_tolerance(cpu, auto_got, scale, case.dtype, factor=2.0)
+    record["cpu_agrees"] = agree
+    if not cpu_ok or not agree:
+      record["ok"] = False
+      record["notes"].append("the CPU kernel is off" if not cpu_ok else
+                             "CUDA and CPU kernels disagree")
+
+  if not case.is_empty and not args.no_timing and not args.no_torch:
+    try:
+      trun, to_filter = gpu.torch_call(case, x, dy)
+      record["torch_max_error"] = float(np.max(np.abs(to_filter(trun()) -
+                                                      want)))
+      record["torch_ms"] = gpu.time_ms(trun, args.warmup, args.repeats)
+    except Exception as e:  # pylint: disable=broad-except
+      record["notes"].append(f"torch: {type(e).__name__}: {e}"[:200])
+  return record
+
+
+def row(record):
+  auto = record.get("auto", {})
+  dwop_ms, torch_ms = auto.get("dwop_ms"), record.get("torch_ms")
+  speedup = (f"{torch_ms / dwop_ms:7.2f}x" if dwop_ms and torch_ms
+             else "      -")
+  emu = [record[p].get("emulator_bitwise") for p in PATHS if p in record]
+  emu = "-" if None in emu or not emu else ("yes" if all(emu) else "NO")
+  det = all(record[p]["deterministic"] for p in PATHS if p in record)
+  fmt = lambda v: f"{v:9.4f}" if v is not None else "        -"
+  return (f"{record['case'][:40]:40s} {auto.get('kernel', '-')[:13]:13s} "
+          f"{fmt(dwop_ms)} {fmt(torch_ms)} {speedup} "
+          f"{auto.get('max_error', 0.0):9.2e} {'yes' if det else 'NO':>4s} "
+          f"{emu:>4s} {'ok' if record['ok'] else 'FAIL'}")
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--cases", default="",
+                      help="comma-separated substrings of case names")
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--paths", action="store_true")
+  parser.add_argument("--no-timing", action="store_true")
+  parser.add_argument("--no-torch", action="store_true")
+  parser.add_argument("--no-build", action="store_true")
+  parser.add_argument("--json", default=os.path.join(ROOT, ".bench",
+                                                     "gpu_check.json"))
+  args = parser.parse_args(argv)
+  args.warmup, args.repeats = (2, 5) if args.quick else (5, 20)
+
+  if not args.no_build:
+    subprocess.run(["make", "cabi"], cwd=ROOT, check=True)
+  lib = cabi.Library()
+  if not lib.cuda_built():
+    print("build/libdwop_c.so was built without CUDA (is nvcc on the PATH? "
+          "DWOP_CUDA=0?)", file=sys.stderr)
+    return 2
+  count, why = lib.cuda_device_count()
+  if count == 0:
+    print(f"no usable CUDA device: {why}", file=sys.stderr)
+    return 2
+  gpu = Gpu(lib)
+
+  selected = [s for s in args.cases.split(",") if s]
+  groups = [(c, True) for c in cases.CONFORMANCE + CUDA_CASES] + [
+      (c, False) for c in cases.BENCH]
+  groups = [(c, small) for c, small in groups
+            if not selected or any(s in c.name for s in selected)]
+  print(f"# {gpu.device_name}, {gpu.sm_count} SMs; torch "
+        f"{gpu.torch.__version__}, CUDA {gpu.torch.version.cuda}, cuDNN "
+        f"{gpu.torch.backends.cudnn.version()}; {len(groups)} cases")
+  print(f"{'case':40s} {'kernel':13s} {'dwop ms':>9s} {'torch ms':>9s} "
+        f"{'speedup':>8s} {'max err':>9s} {'det':>4s} {'emu':>4s} result")
+  records, started = [], time.time()
+  for case, small in groups:
+    try:
+      record = check_case(lib, gpu, case, args, small)
+    except Exception as e:  # pylint: disable=broad-except
+      record = {"case": case.name, "ok": False,
+                "notes": [f"{type(e).__name__}: {e}"]}
+      print(f"{case.name[:40]:40s} ERROR {e}")
+      records.append(record)
+      continue
+    records.append(record)
+    print(row(record) + ("  " + "; ".join(record["notes"])
+                         if record["notes"] else ""), flush=True)
+
+  failed = [r["case"] for r in records if not r["ok"]]
+  emulator_mismatch = [r["case"] for r in records if any(
+      r.get(p, {}).get("emulator_bitwise") is False for p in PATHS)]
+  bench = {c.name: c for c in cases.BENCH}
+  timed = [r for r in records if r["case"] in bench and r.get("torch_ms")
+           and r.get("auto", {}).get("dwop_ms")]
+  summary = {"device": gpu.device_name, "sm_count": gpu.sm_count,
+             "torch": gpu.torch.__version__, "cases": len(records),
+             "failed": failed, "emulator_mismatch": emulator_mismatch,
+             "seconds": time.time() - started, "records": records}
+  os.makedirs(os.path.dirname(args.json), exist_ok=True)
+  with open(args.json, "w") as f:
+    json.dump(summary, f, indent=1)
+  print(f"# {len(records)} cases, {len(failed)} failed"
+        + (f": {', '.join(failed)}" if failed else "")
+        + f"; JSON in {args.json}")
+  for label, chosen in (("BENCH", timed), ("BENCH filters >= 7x7", [
+      r for r in timed if min(bench[r["case"]].filter[:2]) >= 7])):
+    if chosen:
+      speedups = [r["torch_ms"] / r["auto"]["dwop_ms"] for r in chosen]
+      print(f"# speedup over PyTorch, {label}: min {min(speedups):.2f}x, "
+            f"geomean {float(np.exp(np.mean(np.log(speedups)))):.2f}x "
+            f"({len(chosen)} cases)")
+  if emulator_mismatch:
+    print("# warning: GPU bytes differ from the host emulator's for: "
+          + ", ".join(emulator_mismatch))
+  return 1 if failed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
