@@ -170,7 +170,10 @@ def main():
     return
   if args.cpu_time:
     args.threads = 1
-  bw, peak = _run_worker("--roofline-worker")
+  # All cores for the matmul, whatever the caller set for BLAS threads.
+  bw, peak = _run_worker("--roofline-worker", {
+      k: v for k, v in os.environ.items()
+      if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")})
   print(f"# bandwidth {bw / 1e9:.1f} GB/s, peak {peak / 1e9:.0f} GFLOP/s, "
         f"{args.threads} threads" + (", CPU time" if args.cpu_time else ""))
   names = ",".join(c.name for c in selected)
