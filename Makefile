@@ -114,6 +114,13 @@ $(TF_CFG): python/tf_config.py
 	@mkdir -p $(dir $@)
 	$(PY) python/tf_config.py $(TF_CFG)
 
+# The CPU kernel is compiled once per ISA level; cc/kernels/cpu.cc picks one
+# at run time (DWOP_CPU_ISA can force a lower one). Only these objects get
+# -m flags: the rest of the library stays portable.
+$(BUILD)/cc/kernels/cpu_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512vl \
+    -mavx512dq -mavx2 -mfma -mf16c
+$(BUILD)/cc/kernels/cpu_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
+
 $(BUILD)/cc/kernels/%.o: cc/kernels/%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) $(KERNEL_CXXFLAGS) $(ISA_FLAGS) -c $< -o $@

@@ -325,6 +325,8 @@ dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const void* input,
   return dwop::Report(status, error, error_size);
 }
 
+const char* dwop_cpu_isa(void) { return dwop::CpuIsaName(); }
+
 dwop_status dwop_filter_grad_reference(const dwop_problem* problem,
                                        const void* input,
                                        const void* out_backprop,

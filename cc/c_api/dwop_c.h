@@ -83,6 +83,11 @@ DWOP_EXPORT dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const 
                                  void* filter_backprop, int32_t num_threads,
                                  char* error, size_t error_size);
 
+/* The instruction-set level dwop_filter_grad_cpu uses now: "avx512", "avx2"
+ * or "generic" (a static string). The CPU's best level unless the
+ * environment variable DWOP_CPU_ISA, read on every call, forces a lower one. */
+DWOP_EXPORT const char* dwop_cpu_isa(void);
+
 /* The naive reference kernel (cc/kernels/reference.h); single-threaded. */
 DWOP_EXPORT dwop_status dwop_filter_grad_reference(const dwop_problem* problem,
                                        const void* input,

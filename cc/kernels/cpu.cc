@@ -1,69 +1,620 @@
-// Bootstrap CPU kernel: one filter tap per work unit. Replaced by the
-// register-blocked kernel.
+// The portable half of the CPU kernel: picks the ISA level, plans the work
+// (cpu_plan.h), runs the chunks through the caller's ParallelFor and sums the
+// partial gradients in a fixed order. The arithmetic lives in the per-ISA
+// units (cpu_avx512.cc, cpu_avx2.cc, cpu_generic.cc); this file is compiled
+// with the baseline flags like the rest of the library.
 #include "cc/kernels/cpu.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
 
+#include "cc/kernels/cpu_plan.h"
 #include "cc/kernels/float16.h"
 
 namespace dwop {
+namespace cpu {
 namespace {
 
-template <typename T>
-void Tap(const FilterGradParams& p, int64_t tap) {
-  using Acc = typename AccumulatorOf<T>::type;
-  const Geometry& g = p.geo;
-  const int64_t kh = tap / g.filter_cols, kw = tap % g.filter_cols;
-  const T* x = static_cast<const T*>(p.input);
-  const T* dy = static_cast<const T*>(p.out_backprop);
-  T* dw = static_cast<T*>(p.filter_backprop);
-  const int64_t C = g.in_depth, M = g.depth_multiplier, OC = C * M;
-  for (int64_t c = 0; c < C; ++c) {
-    for (int64_t m = 0; m < M; ++m) {
-      Acc sum = 0;
-      for (int64_t n = 0; n < g.batch; ++n) {
-        for (int64_t oh = 0; oh < g.out_rows; ++oh) {
-          const int64_t ih = oh * g.stride_rows + kh * g.dilation_rows - g.pad_top;
-          if (ih < 0 || ih >= g.in_rows) continue;
-          for (int64_t ow = 0; ow < g.out_cols; ++ow) {
-            const int64_t iw = ow * g.stride_cols + kw * g.dilation_cols - g.pad_left;
-            if (iw < 0 || iw >= g.in_cols) continue;
-            int64_t xi, di;
-            if (g.layout == Layout::kNHWC) {
-              xi = ((n * g.in_rows + ih) * g.in_cols + iw) * C + c;
-              di = ((n * g.out_rows + oh) * g.out_cols + ow) * OC + c * M + m;
-            } else {
-              xi = ((n * C + c) * g.in_rows + ih) * g.in_cols + iw;
-              di = ((n * OC + c * M + m) * g.out_rows + oh) * g.out_cols + ow;
-            }
-            sum += static_cast<Acc>(Load(x + xi)) * static_cast<Acc>(Load(dy + di));
-          }
-        }
-      }
-      Store(dw + tap * OC + c * M + m, sum);
+// Staged input + out_backprop per thread: half of the 2 MB L2 of the target
+// machine, so a band stays cache-resident while every tap block sweeps it.
+constexpr int64_t kStageBudget = int64_t{1} << 20;
+// Partial filter gradients of all pieces together (the workspace), unless a
+// single one is larger.
+constexpr int64_t kPartialBudget = int64_t{4} << 20;
+// Chunks a large problem is cut into: enough for a balanced split over a
+// handful of threads, few enough that per-chunk setup and the final
+// reduction stay negligible.
+constexpr int64_t kTargetChunks = 32;
+// Vector FMAs below which splitting further is not worth a chunk (~20 us).
+constexpr int64_t kMinChunkWork = int64_t{1} << 16;
+// Zero columns a staged row may carry per side; wider tap blocks are not
+// planned (huge column dilations use one-column blocks).
+constexpr int64_t kMaxMargin = 64;
+// Output rows per band: enough that the band's input rows, which overlap
+// the next band's by (filter_rows - 1) * dilation_rows, are staged at most
+// ~1.5 times over, and at least this many.
+constexpr int64_t kMinBandRows = 16;
+
+int64_t CeilDiv(int64_t a, int64_t b) {  // b > 0, any a
+  return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+}
+
+// --- ISA level -------------------------------------------------------------
+
+Isa DetectIsa() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const Isa best = [] {
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") &&
+                      __builtin_cpu_supports("fma") &&
+                      __builtin_cpu_supports("f16c");
+    const bool avx512 =
+        avx2 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq");
+    return avx512 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kGeneric;
+  }();
+  return best;
+#else
+  return Isa::kGeneric;
+#endif
+}
+
+// DWOP_CPU_ISA, read on every call so that a process (a test) can switch
+// levels between calls. A level the CPU lacks degrades to the best it has;
+// an unknown value is reported once on stderr and ignored.
+Isa ActiveIsa() {
+  const Isa best = DetectIsa();
+  const char* env = std::getenv("DWOP_CPU_ISA");
+  if (env == nullptr || env[0] == '\0' || std::strcmp(env, "auto") == 0) {
+    return best;
+  }
+  Isa wanted;
+  if (std::strcmp(env, "avx512") == 0) {
+    wanted = Isa::kAvx512;
+  } else if (std::strcmp(env, "avx2") == 0) {
+    wanted = Isa::kAvx2;
+  } else if (std::strcmp(env, "generic") == 0) {
+    wanted = Isa::kGeneric;
+  } else {
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true)) {
+      std::fprintf(stderr,
+                   "dwop: ignoring DWOP_CPU_ISA=%s (expected avx512, avx2, "
+                   "generic or auto)\n",
+                   env);
     }
+    return best;
+  }
+  return std::min(wanted, best);
+}
+
+const IsaInfo& InfoOf(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512:
+      return kAvx512Info;
+    case Isa::kAvx2:
+      return kAvx2Info;
+    case Isa::kGeneric:
+      break;
+  }
+  return kGenericInfo;
+}
+
+using ChunkFn = void (*)(const Plan&, int64_t, void*);
+
+ChunkFn ChunkFnOf(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512:
+      return &avx512::RunChunk;
+    case Isa::kAvx2:
+      return &avx2::RunChunk;
+    case Isa::kGeneric:
+      break;
+  }
+  return &generic::RunChunk;
+}
+
+// --- Planning ----------------------------------------------------------------
+
+// DWOP_CPU_PLAN="band=2,pieces=3,..." overrides the planner's choices (0 =
+// automatic). A testing knob: it lets small tensors exercise the tiling edges
+// (several pieces, groups, segments, one-column tap blocks, ...) that
+// otherwise only large tensors reach. It changes rounding, never the math.
+struct Overrides {
+  int64_t group = 0;       // channel blocks per chunk
+  int64_t pieces = 0;      // reduction pieces
+  int64_t band = 0;        // output rows per band
+  int64_t segment = 0;     // output columns per segment
+  int64_t tap_rows = 0;    // R of the tap blocks
+  int64_t tap_cols = 0;    // T of the tap blocks
+  int64_t row_group = 0;   // row blocks staged together
+  int64_t col_group = 0;   // column blocks staged together
+};
+
+Overrides ReadOverrides() {
+  Overrides o;
+  const char* env = std::getenv("DWOP_CPU_PLAN");
+  if (env == nullptr) return o;
+  std::string text(env);
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find(',', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::string item = text.substr(pos, end - pos);
+    pos = end + 1;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = item.substr(0, eq);
+    const int64_t value = std::max<int64_t>(0, std::atoll(item.c_str() + eq + 1));
+    if (key == "group") o.group = value;
+    if (key == "pieces") o.pieces = value;
+    if (key == "band") o.band = value;
+    if (key == "segment") o.segment = value;
+    if (key == "rows") o.tap_rows = value;
+    if (key == "cols") o.tap_cols = value;
+    if (key == "rowgroup") o.row_group = value;
+    if (key == "colgroup") o.col_group = value;
+  }
+  return o;
+}
+
+// The valid output range of each tap along one dimension: out positions o
+// with 0 <= o*stride + k*dilation - pad < in_size.
+std::vector<Range> ValidRanges(int64_t taps, int64_t in_size, int64_t out_size,
+                               int64_t stride, int64_t dilation, int64_t pad) {
+  std::vector<Range> valid(taps);
+  for (int64_t k = 0; k < taps; ++k) {
+    const int64_t offset = k * dilation - pad;
+    valid[k].begin = std::max<int64_t>(0, CeilDiv(-offset, stride));
+    valid[k].end = std::min(out_size, CeilDiv(in_size - offset, stride));
+    if (valid[k].end < valid[k].begin) valid[k].end = valid[k].begin;
+  }
+  return valid;
+}
+
+// `size` taps cut into ceil(size / block) runs whose lengths differ by at
+// most one (so only two micro-kernel shapes run per dimension).
+std::vector<Range> Split(int64_t size, int64_t block) {
+  const int64_t count = CeilDiv(size, block);
+  std::vector<Range> runs(count);
+  for (int64_t i = 0; i < count; ++i) {
+    runs[i].begin = i * size / count;
+    runs[i].end = (i + 1) * size / count;
+  }
+  return runs;
+}
+
+int64_t HullSize(const std::vector<Range>& valid, Range taps) {
+  int64_t lo = INT64_MAX, hi = INT64_MIN;
+  for (int64_t k = taps.begin; k < taps.end; ++k) {
+    if (valid[k].begin >= valid[k].end) continue;
+    lo = std::min(lo, valid[k].begin);
+    hi = std::max(hi, valid[k].end);
+  }
+  return hi > lo ? hi - lo : 0;
+}
+
+// Estimated cycles per image and channel block of tap blocks R x T: every
+// output pixel of a block's valid hull costs max(loads, FMAs) / 2 (two of
+// each per cycle; at least 4 for the FMA latency when few accumulators),
+// each row of it a pointer setup, and staged zero margins cost a little.
+// With unit steps inputs are shared across 4 columns (kUnitStep sweeps).
+double BlockingCost(const std::vector<Range>& row_valid,
+                    const std::vector<Range>& col_valid,
+                    const std::vector<Range>& row_blocks,
+                    const std::vector<Range>& col_blocks, int64_t margin,
+                    int64_t out_rows, bool unit_step) {
+  std::vector<int64_t> col_hull(col_blocks.size());
+  for (size_t j = 0; j < col_blocks.size(); ++j) {
+    col_hull[j] = HullSize(col_valid, col_blocks[j]);
+  }
+  double cost = 0;
+  for (const Range& rb : row_blocks) {
+    const double rows = static_cast<double>(HullSize(row_valid, rb));
+    const int64_t r = rb.end - rb.begin;
+    for (size_t j = 0; j < col_blocks.size(); ++j) {
+      const int64_t t = col_blocks[j].end - col_blocks[j].begin;
+      const double loads =
+          unit_step ? 1.0 + static_cast<double>(r * (t + 3)) / 4.0
+                    : static_cast<double>(r * t + 1);
+      const double per_pixel =
+          std::max(0.5 * std::max(loads, static_cast<double>(r * t)), 4.0);
+      cost += rows * (static_cast<double>(col_hull[j]) * per_pixel +
+                      static_cast<double>(r) + 6.0);
+    }
+  }
+  return cost + 4.0 * static_cast<double>(margin * out_rows);
+}
+
+struct PlanStorage {
+  Plan plan;
+  std::vector<Range> row_valid, col_valid, row_blocks, col_blocks;
+};
+
+// Bytes of staging scratch of one thread for the plan's current blocking.
+void SizeScratch(Plan& p, int64_t elem) {
+  int64_t row_span = 0, col_span = 0;
+  for (int64_t i = 0; i < p.num_row_blocks; i += p.row_blocks_per_group) {
+    const int64_t last = std::min(p.num_row_blocks, i + p.row_blocks_per_group);
+    row_span = std::max(row_span, p.row_blocks[last - 1].end - p.row_blocks[i].begin);
+  }
+  for (int64_t i = 0; i < p.num_col_blocks; i += p.col_blocks_per_group) {
+    const int64_t last = std::min(p.num_col_blocks, i + p.col_blocks_per_group);
+    col_span = std::max(col_span, p.col_blocks[last - 1].end - p.col_blocks[i].begin);
+  }
+  const int64_t band = p.band_rows;
+  const int64_t rows = std::min(
+      {band * row_span, (band - 1) * p.stride_rows + (row_span - 1) * p.dilation_rows + 1,
+       p.in_rows});
+  const int64_t cols =
+      std::min((p.segment_cols - 1) * p.stride_cols + (col_span - 1) * p.dilation_cols + 1,
+               p.in_cols) +
+      2 * p.margin;
+  p.x_row_stride = cols * p.lanes;
+  p.x_block_stride = p.x_row_stride * (rows + 1);
+  p.x_zero_slot = rows;
+  p.y_row_stride = p.segment_cols * p.lanes;
+  p.y_block_stride = band * p.y_row_stride;
+  p.max_band_taps = band * row_span;
+  const int64_t stage =
+      p.group_blocks * (p.x_block_stride + p.y_block_stride) * elem;
+  // + three int64 tables per band and a 96-byte BlockMap per channel block
+  // (cpu_kernel.inc carves them in this order).
+  p.scratch_bytes = stage + 3 * p.max_band_taps * 8 + p.group_blocks * 96;
+}
+
+int64_t StageBytes(Plan& p, int64_t elem) {
+  SizeScratch(p, elem);
+  return p.scratch_bytes;
+}
+
+// Everything but the buffers. Depends on the geometry, the dtype, the ISA
+// level and DWOP_CPU_PLAN only.
+void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
+              PlanStorage* s) {
+  Plan& p = s->plan;
+  p = Plan();
+  p.dtype = dtype;
+  p.layout = g.layout;
+  p.batch = g.batch;
+  p.in_rows = g.in_rows;
+  p.in_cols = g.in_cols;
+  p.in_depth = g.in_depth;
+  p.multiplier = g.depth_multiplier;
+  p.filter_rows = g.filter_rows;
+  p.filter_cols = g.filter_cols;
+  p.out_rows = g.out_rows;
+  p.out_cols = g.out_cols;
+  p.stride_rows = g.stride_rows;
+  p.stride_cols = g.stride_cols;
+  p.dilation_rows = g.dilation_rows;
+  p.dilation_cols = g.dilation_cols;
+  p.pad_top = g.pad_top;
+  p.pad_left = g.pad_left;
+  p.out_depth = g.out_depth();
+  p.partial_depth = CeilDiv(p.out_depth, 16) * 16;
+
+  const IsaInfo& info = InfoOf(isa);
+  const int64_t elem = dtype == DType::kDouble ? 8 : 4;
+  p.lanes = dtype == DType::kDouble ? info.lanes_double : info.lanes_float;
+  p.num_blocks = CeilDiv(p.out_depth, p.lanes);
+
+  s->row_valid = ValidRanges(g.filter_rows, g.in_rows, g.out_rows,
+                             g.stride_rows, g.dilation_rows, g.pad_top);
+  s->col_valid = ValidRanges(g.filter_cols, g.in_cols, g.out_cols,
+                             g.stride_cols, g.dilation_cols, g.pad_left);
+
+  // Tap block shape: the cheapest R x T by BlockingCost. T > 1 only while
+  // the column hulls of a block have no gaps (dilation <= input width) and
+  // the zero margins stay narrow.
+  const bool unit_step = g.stride_cols == 1 && g.dilation_cols == 1;
+  const int64_t max_acc = unit_step ? info.max_acc_shared : info.max_acc;
+  double best_cost = -1;
+  int64_t best_r = 1, best_t = 1;
+  for (int64_t r = 1; r <= std::min<int64_t>(g.filter_rows, kMaxTapRows); ++r) {
+    for (int64_t t = 1; t <= std::min<int64_t>(g.filter_cols, kMaxTapCols); ++t) {
+      if (r * t > max_acc) continue;
+      if (o.tap_rows > 0 && r != std::min<int64_t>(o.tap_rows, g.filter_rows)) continue;
+      if (o.tap_cols > 0 && t != std::min<int64_t>(o.tap_cols, g.filter_cols)) continue;
+      if (t > 1 && (g.dilation_cols > g.in_cols ||
+                    (t - 1) * g.dilation_cols > kMaxMargin)) {
+        continue;
+      }
+      const double cost = BlockingCost(
+          s->row_valid, s->col_valid, Split(g.filter_rows, r),
+          Split(g.filter_cols, t), (t - 1) * g.dilation_cols, g.out_rows,
+          unit_step);
+      if (best_cost < 0 || cost < best_cost) {
+        best_cost = cost;
+        best_r = r;
+        best_t = t;
+      }
+    }
+  }
+  s->row_blocks = Split(g.filter_rows, best_r);
+  s->col_blocks = Split(g.filter_cols, best_t);
+  p.row_valid = s->row_valid.data();
+  p.col_valid = s->col_valid.data();
+  p.row_blocks = s->row_blocks.data();
+  p.num_row_blocks = static_cast<int64_t>(s->row_blocks.size());
+  p.col_blocks = s->col_blocks.data();
+  p.num_col_blocks = static_cast<int64_t>(s->col_blocks.size());
+  p.margin = (best_t - 1) * g.dilation_cols;
+
+  // Staging: start from all channels and a band tall enough to amortise the
+  // filter's vertical overlap, and shrink until the stage fits the budget.
+  // Memory-bound layers (few taps per input element) keep wide channel
+  // groups (long contiguous NHWC runs) and give up band height first;
+  // compute-bound ones keep tall bands (no re-staged overlap rows) and give
+  // up channels first. Narrower segments and fewer tap blocks per staging
+  // are the last resort (huge widths or dilations).
+  const int64_t overlap = std::min((g.filter_rows - 1) * g.dilation_rows,
+                                   g.out_rows * g.stride_rows);
+  const int64_t tall = std::max(kMinBandRows, CeilDiv(2 * overlap, g.stride_rows));
+  p.group_blocks = o.group > 0 ? std::min(o.group, p.num_blocks) : p.num_blocks;
+  p.band_rows = std::min(o.band > 0 ? o.band : tall, g.out_rows);
+  p.segment_cols = o.segment > 0 ? std::min(o.segment, g.out_cols) : g.out_cols;
+  p.row_blocks_per_group = o.row_group > 0 ? o.row_group : p.num_row_blocks;
+  p.col_blocks_per_group = o.col_group > 0 ? o.col_group : p.num_col_blocks;
+  const bool compute_bound =
+      g.filter_rows * g.filter_cols >= 32 * g.stride_rows * g.stride_cols;
+  // Bands shorter than 4x the overlap stage each input row > 1.25 times.
+  const int64_t low_overlap_band = std::min(
+      p.band_rows, std::max<int64_t>(4, CeilDiv(4 * overlap, g.stride_rows)));
+  const int64_t min_group = compute_bound ? 1 : std::min<int64_t>(4, p.num_blocks);
+  while (StageBytes(p, elem) > kStageBudget) {
+    if (o.band == 0 && !compute_bound && p.band_rows > low_overlap_band) {
+      p.band_rows = std::max(low_overlap_band, p.band_rows / 2);
+    } else if (o.group == 0 && p.group_blocks > min_group) {
+      p.group_blocks = CeilDiv(p.group_blocks, 2);
+    } else if (o.band == 0 && p.band_rows > 1) {
+      p.band_rows = CeilDiv(p.band_rows, 2);
+    } else if (o.group == 0 && p.group_blocks > 1) {
+      p.group_blocks = CeilDiv(p.group_blocks, 2);
+    } else if (o.segment == 0 && p.segment_cols > 1) {
+      p.segment_cols = CeilDiv(p.segment_cols, 2);
+    } else if (o.col_group == 0 && p.col_blocks_per_group > 1) {
+      p.col_blocks_per_group = CeilDiv(p.col_blocks_per_group, 2);
+    } else if (o.row_group == 0 && p.row_blocks_per_group > 1) {
+      p.row_blocks_per_group = CeilDiv(p.row_blocks_per_group, 2);
+    } else {
+      break;  // the overrides asked for it; the minimum is a few hundred KB
+    }
+  }
+
+  // Chunks: channel groups x pieces of the reduction rows. Every piece costs
+  // a partial gradient to zero and to sum (two passes over piece_bytes), so
+  // pieces are capped at a few percent of the arithmetic and at
+  // kPartialBudget; channel groups, which cost nothing to combine, supply
+  // the rest of the kTargetChunks.
+  const int64_t rows_total = g.batch * g.out_rows;
+  const int64_t piece_bytes = g.filter_rows * g.filter_cols * p.partial_depth * elem;
+  const double work = static_cast<double>(rows_total) * g.out_cols *
+                      g.filter_rows * g.filter_cols * p.num_blocks;  // vector FMAs
+  const double piece_cost = static_cast<double>(piece_bytes) / 8.0;  // ~FMA slots
+  const int64_t max_pieces = std::max<int64_t>(
+      1, std::min({rows_total, kPartialBudget / std::max<int64_t>(piece_bytes, 1),
+                   static_cast<int64_t>(0.05 * work / piece_cost)}));
+  const int64_t target = std::max<int64_t>(
+      1, std::min<int64_t>(kTargetChunks, static_cast<int64_t>(work / kMinChunkWork)));
+  p.num_groups = CeilDiv(p.num_blocks, p.group_blocks);
+  if (o.pieces > 0) {
+    p.num_pieces = std::min(o.pieces, std::max<int64_t>(rows_total, 1));
+  } else {
+    p.num_pieces = std::min(max_pieces, CeilDiv(target, p.num_groups));
+    if (o.group == 0 && p.num_groups * p.num_pieces < target &&
+        p.group_blocks > 1) {
+      p.group_blocks = std::max<int64_t>(
+          1, CeilDiv(p.num_blocks, CeilDiv(target, p.num_pieces)));
+      p.num_groups = CeilDiv(p.num_blocks, p.group_blocks);
+      p.num_pieces = std::min(max_pieces, CeilDiv(target, p.num_groups));
+    }
+  }
+  // Balance the groups (equal block counts) without changing their number.
+  p.group_blocks = CeilDiv(p.num_blocks, p.num_groups);
+  p.num_groups = CeilDiv(p.num_blocks, p.group_blocks);
+  SizeScratch(p, elem);
+}
+
+int64_t PartialBytes(const Plan& p) {
+  return p.num_pieces * p.taps() * p.partial_depth *
+         (p.dtype == DType::kDouble ? 8 : 4);
+}
+
+// Per-thread staging memory. The workspace cannot hold it: CpuWorkspaceBytes
+// does not know how many threads the caller's pool will use. Grown on demand
+// (bounded by kStageBudget plus small tables) and kept for the thread's
+// lifetime, so steady-state calls allocate nothing.
+void* ThreadScratch(int64_t bytes) {
+  struct Buffer {
+    void* data = nullptr;
+    int64_t size = 0;
+    ~Buffer() { std::free(data); }
+  };
+  thread_local Buffer buffer;
+  if (buffer.size < bytes) {
+    std::free(buffer.data);
+    buffer.data = std::aligned_alloc(64, static_cast<size_t>(CeilDiv(bytes, 64) * 64));
+    buffer.size = buffer.data != nullptr ? bytes : 0;
+  }
+  return buffer.data;
+}
+
+// --- Reduction --------------------------------------------------------------
+
+// Sums the pieces' partial gradients of out channels [oc_begin, oc_end) in
+// piece order (so the result does not depend on which thread runs this) and
+// stores them as T, rounding once.
+template <typename T>
+void StoreSum(const Plan& p, int64_t oc_begin, int64_t oc_end, T* out) {
+  using Acc = typename AccumulatorOf<T>::type;
+  const Acc* partials = static_cast<const Acc*>(p.partials);
+  const int64_t piece_stride = p.taps() * p.partial_depth;
+  const int64_t width = oc_end - oc_begin;
+  std::vector<Acc> sum(width);
+  for (int64_t tap = 0; tap < p.taps(); ++tap) {
+    const Acc* first = partials + tap * p.partial_depth + oc_begin;
+    std::copy(first, first + width, sum.begin());
+    for (int64_t piece = 1; piece < p.num_pieces; ++piece) {
+      const Acc* part = first + piece * piece_stride;
+      for (int64_t i = 0; i < width; ++i) sum[i] += part[i];
+    }
+    T* dst = out + tap * p.out_depth + oc_begin;
+    for (int64_t i = 0; i < width; ++i) Store(dst + i, sum[i]);
   }
 }
 
 template <typename T>
-void Run(const FilterGradParams& p, const ParallelFor& pf) {
-  const Geometry& g = p.geo;
-  pf(g.filter_rows * g.filter_cols, g.out_backprop_elements() + 1,
-     [&](int64_t begin, int64_t end) {
-       for (int64_t t = begin; t < end; ++t) Tap<T>(p, t);
-     });
+void FillZero(T* out, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) Store(out + i, typename AccumulatorOf<T>::type(0));
+}
+
+template <typename F>
+void ForType(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kHalf:
+      f(half_t{});
+      break;
+    case DType::kBfloat16:
+      f(bfloat16_t{});
+      break;
+    case DType::kFloat:
+      f(float{});
+      break;
+    case DType::kDouble:
+      f(double{});
+      break;
+  }
+}
+
+bool NothingToSum(const Geometry& g) {
+  return g.batch == 0 || g.out_rows == 0 || g.out_cols == 0 ||
+         g.in_rows == 0 || g.in_cols == 0;
 }
 
 }  // namespace
 
-int64_t CpuWorkspaceBytes(const Geometry&, DType) { return 0; }
+int64_t PlanBandRows(const Plan& p, int64_t oh_begin, int64_t oh_end,
+                     int64_t kh_begin, int64_t kh_end, int64_t* rows,
+                     int64_t* slot) {
+  const int64_t khn = kh_end - kh_begin;
+  int64_t count = 0;
+  for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+    for (int64_t kh = kh_begin; kh < kh_end; ++kh) {
+      const int64_t ih = oh * p.stride_rows + kh * p.dilation_rows - p.pad_top;
+      if (ih >= 0 && ih < p.in_rows) rows[count++] = ih;
+    }
+  }
+  std::sort(rows, rows + count);
+  count = std::unique(rows, rows + count) - rows;
+  for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+    for (int64_t kh = kh_begin; kh < kh_end; ++kh) {
+      const int64_t ih = oh * p.stride_rows + kh * p.dilation_rows - p.pad_top;
+      int64_t& s = slot[(oh - oh_begin) * khn + kh - kh_begin];
+      s = ih >= 0 && ih < p.in_rows ? std::lower_bound(rows, rows + count, ih) - rows
+                                    : -1;
+    }
+  }
+  return count;
+}
 
-Status RunCpu(const FilterGradParams& params, void*, const ParallelFor& pf) {
-  switch (params.dtype) {
-    case DType::kHalf: Run<half_t>(params, pf); break;
-    case DType::kBfloat16: Run<bfloat16_t>(params, pf); break;
-    case DType::kFloat: Run<float>(params, pf); break;
-    case DType::kDouble: Run<double>(params, pf); break;
+}  // namespace cpu
+
+const char* CpuIsaName() {
+  switch (cpu::ActiveIsa()) {
+    case cpu::Isa::kAvx512:
+      return "avx512";
+    case cpu::Isa::kAvx2:
+      return "avx2";
+    case cpu::Isa::kGeneric:
+      break;
+  }
+  return "generic";
+}
+
+int64_t CpuWorkspaceBytes(const Geometry& geo, DType dtype) {
+  if (geo.filter_elements() == 0 || cpu::NothingToSum(geo)) return 0;
+  // The largest need of any level, so that the workspace fits whichever level
+  // RunCpu resolves DWOP_CPU_ISA to.
+  const cpu::Overrides o = cpu::ReadOverrides();
+  int64_t bytes = 0;
+  for (cpu::Isa isa : {cpu::Isa::kGeneric, cpu::Isa::kAvx2, cpu::Isa::kAvx512}) {
+    cpu::PlanStorage s;
+    cpu::MakePlan(geo, dtype, isa, o, &s);
+    bytes = std::max(bytes, cpu::PartialBytes(s.plan));
+  }
+  return bytes;
+}
+
+Status RunCpu(const FilterGradParams& params, void* workspace,
+              const ParallelFor& parallel_for) {
+  const Geometry& g = params.geo;
+  if (g.filter_elements() == 0) return Status::Ok();
+  if (cpu::NothingToSum(g)) {
+    cpu::ForType(params.dtype, [&](auto zero) {
+      using T = decltype(zero);
+      cpu::FillZero(static_cast<T*>(params.filter_backprop), g.filter_elements());
+    });
+    return Status::Ok();
+  }
+  const cpu::Isa isa = cpu::ActiveIsa();
+  cpu::PlanStorage storage;
+  cpu::MakePlan(g, params.dtype, isa, cpu::ReadOverrides(), &storage);
+  cpu::Plan& plan = storage.plan;
+  plan.input = params.input;
+  plan.out_backprop = params.out_backprop;
+  plan.partials = workspace;
+
+  // The last chunk of a channel group to finish sums that group's pieces:
+  // no second parallel pass, and the sum order is fixed regardless.
+  std::function<void(int64_t)> store_group;
+  cpu::ForType(params.dtype, [&](auto zero) {
+    using T = decltype(zero);
+    T* out = static_cast<T*>(params.filter_backprop);
+    store_group = [&plan, out](int64_t group) {
+      const int64_t width = plan.group_blocks * plan.lanes;
+      cpu::StoreSum(plan, group * width,
+                    std::min(plan.out_depth, (group + 1) * width), out);
+    };
+  });
+  std::unique_ptr<std::atomic<int64_t>[]> finished(
+      new std::atomic<int64_t>[plan.num_groups]);
+  for (int64_t i = 0; i < plan.num_groups; ++i) finished[i] = 0;
+
+  const cpu::ChunkFn run_chunk = cpu::ChunkFnOf(isa);
+  std::atomic<bool> out_of_memory{false};
+  const double work = static_cast<double>(g.batch) * g.out_rows * g.out_cols *
+                      g.filter_rows * g.filter_cols * plan.num_blocks;
+  parallel_for(plan.num_chunks(),
+               static_cast<int64_t>(work / plan.num_chunks()) + 1000,
+               [&](int64_t begin, int64_t end) {
+                 void* scratch = cpu::ThreadScratch(plan.scratch_bytes);
+                 if (scratch == nullptr) {
+                   out_of_memory = true;
+                   return;
+                 }
+                 for (int64_t c = begin; c < end; ++c) {
+                   run_chunk(plan, c, scratch);
+                   const int64_t group = c % plan.num_groups;
+                   if (finished[group].fetch_add(1, std::memory_order_acq_rel) +
+                           1 == plan.num_pieces) {
+                     store_group(group);
+                   }
+                 }
+               });
+  if (out_of_memory) {
+    return Status::ResourceExhausted("could not allocate " +
+                                     std::to_string(plan.scratch_bytes) +
+                                     " bytes of CPU staging memory");
   }
   return Status::Ok();
 }

@@ -18,7 +18,16 @@ using ParallelFor = std::function<void(
     int64_t n, int64_t cost_per_unit,
     const std::function<void(int64_t begin, int64_t end)>& fn)>;
 
+// The instruction-set level the next RunCpu call uses: "avx512", "avx2" or
+// "generic". The best the CPU supports, unless the environment variable
+// DWOP_CPU_ISA (read on every call) names a level: a level the CPU lacks
+// degrades to the best it has, an unknown value is ignored with a warning.
+const char* CpuIsaName();
+
 // Scratch the kernel needs for `geo` and `dtype`, in bytes; 0 is possible.
+// Covers every ISA level, so DWOP_CPU_ISA may change between this call and
+// RunCpu. Threads additionally keep up to ~1 MB of staging memory of their
+// own (cpu.cc: ThreadScratch).
 int64_t CpuWorkspaceBytes(const Geometry& geo, DType dtype);
 
 // Computes params.filter_backprop, writing every element (zeros when there is

@@ -1,0 +1,154 @@
+// Internal to the CPU kernel: the plan that the portable driver (cpu.cc)
+// computes once per call and the per-ISA translation units (cpu_avx512.cc,
+// cpu_avx2.cc, cpu_generic.cc) execute.
+//
+// The plan is plain integers and pointers on purpose: the ISA units are
+// compiled with different -m flags, so nothing they share may contain inline
+// code that the linker could pick from the wrong unit (see cpu_kernel.inc).
+//
+// Work decomposition (all of it a function of the geometry, the dtype and the
+// ISA level, never of the thread count):
+//   * out channels (C*M) are cut into blocks of `lanes` (one vector), and the
+//     blocks into `num_groups` groups of `group_blocks`;
+//   * the reduction range, the rows r = n*out_rows + oh, is cut into
+//     `num_pieces` contiguous pieces;
+//   * chunk = (piece, group) is the unit of parallel work. It accumulates its
+//     rows into its own slice of partial filter gradient `partials[piece]`,
+//     and the driver sums the pieces in index order afterwards.
+// Inside a chunk, rows are processed in bands of `band_rows` output rows of a
+// single image: the input rows the band touches and its out_backprop rows are
+// staged into thread-local scratch as channel-blocked accumulator-typed
+// vectors (zero margins left and right), and register-blocked micro-kernels
+// sweep the staged band once per tap block.
+#ifndef DWOP_CC_KERNELS_CPU_PLAN_H_
+#define DWOP_CC_KERNELS_CPU_PLAN_H_
+
+#include <cstdint>
+
+#include "cc/kernels/params.h"
+
+namespace dwop {
+namespace cpu {
+
+enum class Isa : int32_t { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+
+// Storage of the 16-bit types as the ISA units see them: bit patterns only,
+// so that those units never call float16.h's inline converters.
+struct HalfBits {
+  uint16_t bits;
+};
+struct Bfloat16Bits {
+  uint16_t bits;
+};
+
+// Largest tap block (filter rows x filter columns of accumulators kept in
+// registers) that any ISA unit instantiates.
+constexpr int kMaxTapRows = 8;
+constexpr int kMaxTapCols = 8;
+
+struct IsaInfo {
+  int32_t lanes_float;   // accumulator lanes per vector for float32
+  int32_t lanes_double;  // ... for float64
+  int32_t max_acc;       // vector accumulators a micro-kernel may hold
+  int32_t max_acc_shared;  // ... when it also keeps 4 out_backprop vectors
+};
+
+// One output-pixel step of a micro-kernel holds max_acc accumulators, one
+// out_backprop vector and takes the input operand from memory, so max_acc is
+// the register file minus what the compiler needs around them.
+constexpr IsaInfo kGenericInfo{4, 2, 12, 10};  // 16 xmm (or none: scalar)
+constexpr IsaInfo kAvx2Info{8, 4, 13, 10};      // 16 ymm
+constexpr IsaInfo kAvx512Info{16, 8, 28, 26};   // 32 zmm
+
+// One contiguous run of filter rows or columns handled together.
+struct Range {
+  int64_t begin = 0;
+  int64_t end = 0;
+};
+
+struct Plan {
+  // --- The problem (a copy of Geometry, see params.h).
+  DType dtype = DType::kFloat;
+  Layout layout = Layout::kNHWC;
+  int64_t batch = 0, in_rows = 0, in_cols = 0, in_depth = 0, multiplier = 0;
+  int64_t filter_rows = 0, filter_cols = 0, out_rows = 0, out_cols = 0;
+  int64_t stride_rows = 1, stride_cols = 1;
+  int64_t dilation_rows = 1, dilation_cols = 1;
+  int64_t pad_top = 0, pad_left = 0;
+  int64_t out_depth = 0;      // in_depth * multiplier
+  int64_t partial_depth = 0;  // out_depth rounded up to 16: partials' row
+
+  // --- Valid output ranges of each filter row / column: tap kh reads inside
+  // the image exactly for oh in [row_valid[kh].begin, row_valid[kh].end).
+  const Range* row_valid = nullptr;  // [filter_rows]
+  const Range* col_valid = nullptr;  // [filter_cols]
+
+  // --- Tap blocks: filter rows split into row_blocks (each <= kMaxTapRows),
+  // columns into col_blocks (each <= kMaxTapCols); a micro-kernel call
+  // handles one row block x one column block.
+  const Range* row_blocks = nullptr;
+  int64_t num_row_blocks = 0;
+  const Range* col_blocks = nullptr;
+  int64_t num_col_blocks = 0;
+  // Consecutive column blocks staged together (their input columns span a
+  // bounded width, even with huge dilations), and likewise row blocks.
+  int64_t col_blocks_per_group = 1;
+  int64_t row_blocks_per_group = 1;
+  // Zero columns staged on each side of the valid input columns: enough for
+  // the union of the valid output ranges of one column block.
+  int64_t margin = 0;
+
+  // --- Channel blocks and chunks.
+  int64_t lanes = 0;
+  int64_t num_blocks = 0;
+  int64_t group_blocks = 0;
+  int64_t num_groups = 0;
+  int64_t num_pieces = 0;
+  int64_t band_rows = 0;     // output rows staged at once (within one image)
+  int64_t segment_cols = 0;  // output columns staged at once
+
+  // --- Staging scratch layout, in accumulator elements unless noted.
+  int64_t x_row_stride = 0;   // one staged input row of one channel block
+  int64_t x_block_stride = 0;  // x_row_stride * (max staged rows + zero row)
+  int64_t x_zero_slot = 0;    // the zero row: after the max staged rows
+  int64_t y_row_stride = 0;   // segment_cols * lanes
+  int64_t y_block_stride = 0;  // band_rows * y_row_stride
+  int64_t max_band_taps = 0;  // band_rows * filter rows of one row group
+  int64_t scratch_bytes = 0;  // per thread, 64-byte aligned
+
+  // --- Buffers.
+  const void* input = nullptr;
+  const void* out_backprop = nullptr;
+  void* partials = nullptr;  // [num_pieces][filter_rows*filter_cols][partial_depth]
+
+  int64_t num_chunks() const { return num_groups * num_pieces; }
+  int64_t taps() const { return filter_rows * filter_cols; }
+};
+
+// Which input rows one band stages. For output rows [oh_begin, oh_end) and
+// filter rows [kh_begin, kh_end) fills `rows` with the distinct input rows
+// inside the image that those taps read, increasing, and returns their count;
+// slot[(oh - oh_begin) * (kh_end - kh_begin) + kh - kh_begin] is the index in
+// `rows` of the row tap (oh, kh) reads, or -1 where it reads padding. Both
+// arrays hold (oh_end - oh_begin) * (kh_end - kh_begin) entries. Defined in
+// cpu.cc; the ISA units call it (integer code only).
+int64_t PlanBandRows(const Plan& plan, int64_t oh_begin, int64_t oh_end,
+                     int64_t kh_begin, int64_t kh_end, int64_t* rows,
+                     int64_t* slot);
+
+// The entry point of each ISA unit: runs chunk `chunk` of `plan` with
+// `scratch` (plan.scratch_bytes, 64-byte aligned, thread-private).
+namespace avx512 {
+void RunChunk(const Plan& plan, int64_t chunk, void* scratch);
+}  // namespace avx512
+namespace avx2 {
+void RunChunk(const Plan& plan, int64_t chunk, void* scratch);
+}  // namespace avx2
+namespace generic {
+void RunChunk(const Plan& plan, int64_t chunk, void* scratch);
+}  // namespace generic
+
+}  // namespace cpu
+}  // namespace dwop
+
+#endif  // DWOP_CC_KERNELS_CPU_PLAN_H_

@@ -1,0 +1,297 @@
+"""The fast CPU kernel (cc/kernels/cpu*.cc) through the C ABI, without TensorFlow.
+
+Every ISA level runs in this one process: DWOP_CPU_ISA is read by the library
+on every call (cc/kernels/cpu.cc), so a test sets it around its calls. Each
+case is checked against the float64 NumPy oracle (python/reference.py) with a
+per-dtype tolerance and against the naive C++ reference backend; outputs are
+NaN-poisoned by python/cabi.py before every call, so an element the kernel
+forgets to write fails. DWOP_CPU_PLAN (a testing knob of the planner) forces
+small tiles so that small tensors reach the tiling edges that only large
+ones reach by default: several bands, reduction pieces, channel groups,
+column segments and staging groups of tap blocks.
+"""
+
+import contextlib
+import ctypes
+import os
+import sys
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "python"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cabi  # pylint: disable=g-import-not-at-top,wrong-import-position
+import cases  # pylint: disable=g-import-not-at-top,wrong-import-position
+import reference  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+ISA_LEVELS = ("avx512", "avx2", "generic")
+
+# (rtol, atol as a fraction of the largest |expected| element). float16 and
+# bfloat16 accumulate in float32 and round once, float64 in double.
+TOLERANCE = {
+    "float16": (1e-3, 1e-3),
+    "bfloat16": (8e-3, 8e-3),
+    "float32": (1e-5, 1e-6),
+    "float64": (1e-12, 1e-13),
+}
+
+_LIB = None
+
+
+def library():
+  global _LIB
+  if _LIB is None:
+    _LIB = cabi.Library()
+    _LIB.lib.dwop_cpu_isa.restype = ctypes.c_char_p
+  return _LIB
+
+
+def cpu_isa():
+  return library().lib.dwop_cpu_isa().decode()
+
+
+def _set_environment(values):
+  for k, v in values.items():
+    if v is None:
+      os.environ.pop(k, None)
+    else:
+      os.environ[k] = v
+
+
+@contextlib.contextmanager
+def environment(**values):
+  """Sets environment variables (None unsets) for the duration."""
+  saved = {k: os.environ.get(k) for k in values}
+  try:
+    _set_environment(values)
+    yield
+  finally:
+    _set_environment(saved)
+
+
+def supported_levels():
+  """The levels this CPU runs natively (the best one and everything below)."""
+  with environment(DWOP_CPU_ISA=None):
+    best = cpu_isa()
+  return ISA_LEVELS[ISA_LEVELS.index(best):]
+
+
+def as_dtype(values, dtype):
+  if dtype == "bfloat16":
+    import ml_dtypes  # pylint: disable=g-import-not-at-top
+    return values.astype(ml_dtypes.bfloat16)
+  return values.astype(dtype)
+
+
+def run(case, x, dy, backend="cpu", num_threads=2):
+  return library().filter_grad(
+      as_dtype(x, case.dtype), case.filter, as_dtype(dy, case.dtype),
+      case.tf_strides, case.tf_padding, case.data_format, case.tf_dilations,
+      backend=backend, num_threads=num_threads).astype(np.float64)
+
+
+def _extra_geometries():
+  """(name, input NHWC, filter, strides, padding, dilations) for tile edges."""
+  return [
+      # Channel tails around the vector widths (4, 8, 16 lanes) and the
+      # expansion of input channels for multipliers.
+      ("c1", (2, 6, 7, 1), (3, 3, 1, 1), (1, 1), "SAME", (1, 1)),
+      ("c15", (1, 7, 6, 15), (3, 3, 15, 1), (1, 1), "SAME", (1, 1)),
+      ("c31_m1", (1, 5, 9, 31), (3, 2, 31, 1), (1, 1), "VALID", (1, 1)),
+      ("c5_m3", (2, 6, 6, 5), (3, 3, 5, 3), (1, 1), "SAME", (1, 1)),
+      ("c7_m5", (1, 6, 5, 7), (2, 3, 7, 5), (1, 1), "SAME", (1, 1)),
+      ("c3_m16", (1, 5, 5, 3), (3, 3, 3, 16), (1, 1), "SAME", (1, 1)),
+      ("c2_m9_s2", (1, 9, 8, 2), (3, 3, 2, 9), (2, 2), "SAME", (1, 1)),
+      # Rows longer and shorter than the 4-column register sharing and the
+      # 16-column NCHW transposes.
+      ("w37", (1, 4, 37, 6), (3, 5, 6, 1), (1, 1), "SAME", (1, 1)),
+      ("w3_k7", (2, 9, 3, 4), (7, 7, 4, 1), (1, 1), "SAME", (1, 1)),
+      # Tap blocks: every shape of the split, filters taller/wider than the
+      # image, one-row and one-column filters.
+      ("k9x11", (1, 12, 14, 5), (9, 11, 5, 1), (1, 1), "SAME", (1, 1)),
+      ("k17_on_6x6", (1, 6, 6, 3), (17, 17, 3, 1), (1, 1), "SAME", (1, 1)),
+      ("k1x13", (1, 5, 20, 4), (1, 13, 4, 1), (1, 1), "SAME", (1, 1)),
+      ("k13x1", (1, 20, 5, 4), (13, 1, 4, 1), (1, 1), "VALID", (1, 1)),
+      ("k8_even", (1, 10, 11, 3), (8, 8, 3, 1), (1, 1), "SAME", (1, 1)),
+      # Steps: strides larger than the filter, dilations larger than the
+      # image (one-column tap blocks), both together, unequal everything.
+      ("s4_k2", (1, 13, 14, 3), (2, 2, 3, 1), (4, 4), "VALID", (1, 1)),
+      ("s3x1_d1x4", (2, 11, 19, 3), (3, 4, 3, 1), (3, 1), "SAME", (1, 4)),
+      ("d9_over_w6", (1, 7, 6, 3), (2, 3, 3, 1), (1, 1), ((2, 3), (9, 9)),
+       (9, 9)),
+      ("s2_d3_k5", (1, 17, 18, 4), (5, 5, 4, 2), (2, 2), "SAME", (3, 3)),
+      # Paddings: all-padding taps and rows, asymmetric explicit pads.
+      ("pad_big", (1, 4, 5, 3), (3, 3, 3, 1), (1, 1), ((5, 4), (6, 7)),
+       (1, 1)),
+      ("pad_asym_s2", (2, 7, 9, 4), (4, 3, 4, 1), (2, 2), ((0, 3), (3, 0)),
+       (1, 1)),
+  ]
+
+
+def extra_cases():
+  out = []
+  for name, x, f, s, p, d in _extra_geometries():
+    for layout in cases.LAYOUTS:
+      for dtype in ("float32", "float64", "bfloat16", "float16"):
+        out.append(cases.Case(f"{name}_{layout.lower()}_{dtype}", x, f, s, p,
+                              d, layout, dtype))
+  return out
+
+
+# Extents that make the planner itself cut rows into segments, channels into
+# groups or filters into staging groups (float32 only: they are large).
+EXTENT_CASES = [
+    cases.Case("wide_row_segments", (1, 3, 20000, 16), (3, 3, 16, 1), (1, 1),
+               "SAME", (1, 1)),
+    cases.Case("wide_row_segments_nchw", (1, 2, 9000, 20), (3, 2, 20, 1),
+               (1, 2), "SAME", (1, 1), "NCHW"),
+    cases.Case("many_channels", (1, 4, 5, 3000), (3, 3, 3000, 1), (1, 1),
+               "SAME", (1, 1)),
+    cases.Case("tall_filter", (2, 300, 2, 3), (70, 1, 3, 2), (1, 1), "VALID",
+               (1, 1)),
+    cases.Case("huge_dilation", (1, 5, 7, 2), (2, 2, 2, 1), (1, 1),
+               ((400, 0), (500, 0)), (400, 500)),
+    cases.Case("huge_pads_stride", (1, 6, 5, 3), (3, 3, 3, 1), (7, 9),
+               ((300, 200), (100, 400)), (1, 1)),
+    cases.Case("filter_rows_over_padding", (1, 10, 3, 1), (3000, 2, 1, 1),
+               (1, 1), ((2996, 0), (1, 0)), (1, 1)),
+]
+
+# Plans that force the rarely reached paths; each is run on TILING_CASES.
+PLAN_OVERRIDES = {
+    "band1_pieces3": "band=1,pieces=3",
+    "band2_group1": "band=2,group=1,pieces=2",
+    "segments": "segment=3,band=3",
+    "tap_groups": "rows=2,cols=2,rowgroup=1,colgroup=1,pieces=5",
+    "one_tap_blocks": "rows=1,cols=1,segment=5",
+    "big_blocks": "rows=8,cols=3",
+}
+
+TILING_CASES = [
+    cases.Case("tile_k5_c40", (3, 11, 13, 40), (5, 5, 40, 1), (1, 1), "SAME",
+               (1, 1)),
+    cases.Case("tile_k3_s2_m2_nchw", (2, 12, 15, 9), (3, 3, 9, 2), (2, 1),
+               "SAME", (1, 1), "NCHW"),
+    cases.Case("tile_k7_d2_bf16", (2, 14, 12, 20), (7, 6, 20, 1), (1, 1),
+               ((3, 4), (5, 1)), (2, 1), "NHWC", "bfloat16"),
+    cases.Case("tile_k11_f64", (1, 9, 17, 10), (11, 9, 10, 1), (1, 2),
+               "SAME", (1, 1), "NHWC", "float64"),
+]
+
+
+def _named(case_list, levels=ISA_LEVELS):
+  return [(f"{c.name}_{isa}", c, isa) for c in case_list for isa in levels]
+
+
+class CpuKernelTest(parameterized.TestCase):
+
+  def check(self, case, isa, plan=None, num_threads=2):
+    if isa not in supported_levels():
+      self.skipTest(f"this CPU has no {isa}")
+    x, dy = case.random_inputs(seed=len(case.name))
+    want = reference.depthwise_conv2d_backprop_filter(
+        x, case.filter, dy, case.tf_strides, case.tf_padding,
+        case.data_format, case.tf_dilations)
+    with environment(DWOP_CPU_ISA=isa, DWOP_CPU_PLAN=plan):
+      self.assertEqual(cpu_isa(), isa)
+      got = run(case, x, dy, num_threads=num_threads)
+    ref = run(case, x, dy, backend="reference")
+    rtol, atol = TOLERANCE[case.dtype]
+    atol *= max(1.0, float(np.max(np.abs(want), initial=0.0)))
+    self.assertEqual(got.shape, tuple(case.filter))
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol,
+                               err_msg="dwop vs the float64 oracle")
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol,
+                               err_msg="dwop vs the reference backend")
+
+  @parameterized.named_parameters(_named(cases.CONFORMANCE))
+  def test_conformance(self, case, isa):
+    self.check(case, isa)
+
+  @parameterized.named_parameters(_named(extra_cases()))
+  def test_tile_edges(self, case, isa):
+    self.check(case, isa)
+
+  @parameterized.named_parameters(_named(EXTENT_CASES))
+  def test_large_extents(self, case, isa):
+    self.check(case, isa)
+
+  @parameterized.named_parameters(
+      (f"{c.name}_{name}_{isa}", c, plan, isa)
+      for c in TILING_CASES for name, plan in PLAN_OVERRIDES.items()
+      for isa in ISA_LEVELS)
+  def test_forced_tiling(self, case, plan, isa):
+    self.check(case, isa, plan=plan, num_threads=3)
+
+  @parameterized.named_parameters(
+      (c.name, c) for c in cases.BENCH if c.name != "replk_56x56x128_k31")
+  def test_bench_layers_scaled_down(self, case):
+    # The benchmark's geometries with the planner's own choices, on one image
+    # and a channel count that leaves a tail, so the oracle stays quick.
+    n, h, w, c = case.input
+    m = case.filter[3]
+    small = case.replace(input=(1, h, w, min(c, 20)),
+                         filter=case.filter[:2] + (min(c, 20), m))
+    self.check(small, supported_levels()[0])
+
+
+class DeterminismTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      ("auto_many_chunks",
+       cases.Case("d", (8, 30, 30, 48), (7, 7, 48, 1), (1, 1), "SAME",
+                  (1, 1)), None),
+      ("pieces_and_groups_bf16",
+       cases.Case("d", (3, 17, 19, 40), (5, 5, 40, 1), (2, 1), "SAME", (1, 1),
+                  "NHWC", "bfloat16"), "pieces=7,group=1,band=3"),
+      ("nchw_multiplier",
+       cases.Case("d", (2, 21, 18, 12), (3, 3, 12, 2), (1, 1), "SAME", (1, 1),
+                  "NCHW"), "pieces=5,group=1"),
+  )
+  def test_bitwise_equal_for_any_thread_count(self, case, plan):
+    x, dy = case.random_inputs(seed=3)
+    # Values that are not small dyadic numbers, so that a different
+    # summation order would show in the last bits.
+    rng = np.random.default_rng(1)
+    x = x + rng.standard_normal(x.shape) * 1e-3
+    dy = dy + rng.standard_normal(dy.shape) * 1e-3
+    for isa in supported_levels():
+      with environment(DWOP_CPU_ISA=isa, DWOP_CPU_PLAN=plan):
+        first = run(case, x, dy, num_threads=1)
+        for threads in (2, 3, 7, 1, 2):
+          got = run(case, x, dy, num_threads=threads)
+          np.testing.assert_array_equal(
+              got.view(np.uint64), first.view(np.uint64),
+              err_msg=f"{isa}, {threads} threads")
+
+
+class IsaSelectionTest(absltest.TestCase):
+
+  def test_default_is_the_best_level(self):
+    with environment(DWOP_CPU_ISA=None):
+      best = cpu_isa()
+    self.assertIn(best, ISA_LEVELS)
+    with environment(DWOP_CPU_ISA="auto"):
+      self.assertEqual(cpu_isa(), best)
+
+  def test_each_level_can_be_forced(self):
+    for isa in supported_levels():
+      with environment(DWOP_CPU_ISA=isa):
+        self.assertEqual(cpu_isa(), isa)
+
+  def test_unsupported_level_degrades_to_the_best(self):
+    best = supported_levels()[0]
+    for isa in ISA_LEVELS[:ISA_LEVELS.index(best)]:
+      with environment(DWOP_CPU_ISA=isa):
+        self.assertEqual(cpu_isa(), best)
+
+  def test_unknown_value_is_ignored(self):
+    with environment(DWOP_CPU_ISA="sse9"):
+      self.assertEqual(cpu_isa(), supported_levels()[0])
+
+
+if __name__ == "__main__":
+  absltest.main()
