@@ -43,7 +43,7 @@ QUICK_CASES = ("mnv2_56x56x144_k3", "effb0_28x28x240_k5",
                "convnext_28x28x192_k7_bf16")
 # Cases with at least this many flops count as "large" for the thread-scaling
 # figure (two threads should then be close to twice as fast as one).
-LARGE_FLOPS = 1e9
+LARGE_FLOPS = 2.5e8
 TIME_PER_ROUND = 0.25  # seconds each implementation runs per round (at least)
 
 
