@@ -116,6 +116,8 @@ struct Launcher<GpuDevice> {
     ::dwop::CudaPlan plan;
     TF_RETURN_IF_ERROR(ToTf(
         ::dwop::PlanCuda(params, device, ::dwop::CudaPath::kAuto, &plan)));
+    TF_RETURN_IF_ERROR(
+        ToTf(::dwop::CheckWorkspaceBytes(params.geo, plan.workspace_bytes)));
     Tensor workspace;
     if (plan.workspace_bytes > 0) {
       TF_RETURN_IF_ERROR(ctx->allocate_temp(
