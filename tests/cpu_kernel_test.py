@@ -268,6 +268,51 @@ class DeterminismTest(parameterized.TestCase):
               err_msg=f"{isa}, {threads} threads")
 
 
+# Steps near INT64_MAX: valid problems on which the planner and the
+# micro-kernels once formed products that overflow int64 (UBSan). Each is
+# (name, dtype, input, filter, out_backprop, strides, padding, layout,
+# dilations), in the op's 4-entry attribute form.
+_I64_MAX = 2**63 - 1
+OVERFLOW_CASES = [
+    ("ceil_div_stride_int64_max", "bfloat16", (2, 1, 9, 2), (1, 1, 2, 1),
+     (2, 1, 9, 2), (1, _I64_MAX, 1, 1), "VALID", "NHWC", (1, 1, 1, 1)),
+    ("stride_cols_2_62_nchw", "float32", (3, 4, 6, 5), (5, 1, 4, 3),
+     (3, 12, 2, 1), (1, 1, 3, 2**62), "SAME", "NCHW", (1, 1, 1, 1)),
+    ("stride_and_dilation_rows_2_62", "float32", (1, 3, 3, 1), (2, 1, 1, 1),
+     (1, 1, 3, 1), (1, 2**62, 1, 1), "SAME", "NHWC", (1, 2**62, 1, 1)),
+    ("dilation_rows_2_62", "float64", (1, 3, 3, 2), (2, 1, 2, 1),
+     (1, 3, 3, 2), (1, 1, 1, 1), "SAME", "NHWC", (1, 2**62, 1, 1)),
+    ("dilation_cols_2_62_in_place", "float32", (1, 3, 40, 20), (1, 2, 20, 1),
+     (1, 3, 40, 20), (1, 1, 1, 1), "SAME", "NHWC", (1, 1, 2**62, 1)),
+    ("stride_cols_2_61_two_out_cols", "float32", (1, 2, 3, 17),
+     (1, 3, 17, 1), (1, 2, 2, 17), (1, 1, 2**61, 1),
+     [[0, 0], [0, 0], [0, 2**61], [0, 0]], "NHWC", (1, 1, 1, 1)),
+]
+
+
+class OverflowTest(parameterized.TestCase):
+  """The fuzzer's UBSan findings (also in tests/fuzz_corpus.json, which
+  `make sanitize` replays under UBSan): right answers, no overflow."""
+
+  @parameterized.named_parameters(
+      (f"{c[0]}_{isa}", c, isa) for c in OVERFLOW_CASES for isa in ISA_LEVELS)
+  def test_huge_steps(self, spec, isa):
+    if isa not in supported_levels():
+      self.skipTest(f"this CPU has no {isa}")
+    _, dtype, x_shape, filt, dy_shape, strides, padding, layout, dil = spec
+    rng = np.random.default_rng(5)
+    x = as_dtype(rng.standard_normal(x_shape), dtype)
+    dy = as_dtype(rng.standard_normal(dy_shape), dtype)
+    lib = library()
+    with environment(DWOP_CPU_ISA=isa):
+      got = lib.filter_grad(x, filt, dy, strides, padding, layout, dil,
+                            num_threads=2).astype(np.float64)
+    want = lib.filter_grad(x, filt, dy, strides, padding, layout, dil,
+                           backend="reference").astype(np.float64)
+    rtol, atol = TOLERANCE[dtype]
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
 class IsaSelectionTest(absltest.TestCase):
 
   def test_default_is_the_best_level(self):
