@@ -47,6 +47,11 @@ constexpr int64_t kInPlacePixels = 64;
 // Largest filter swept in place (its short channel block keeps taps x lanes
 // accumulators in the thread's scratch).
 constexpr int64_t kMaxInPlaceTaps = 1024;
+// UseInPlace's automatic choice: filters of at most 5x5, rows of at least 16
+// output columns, input + out_backprop of at most 64 MB.
+constexpr int64_t kMaxAutoInPlaceTaps = 25;
+constexpr int64_t kMinAutoInPlaceCols = 16;
+constexpr double kMaxAutoInPlaceBytes = 64.0 * (1 << 20);
 
 // ceil(a / b) for b > 0 and any a, without forming a + b - 1 (which
 // overflows for a stride near INT64_MAX): division truncates toward zero,
@@ -345,6 +350,109 @@ int64_t StageBytes(Plan& p, int64_t elem) {
   return p.scratch_bytes;
 }
 
+// Whether to sweep in place (Plan::in_place). Possible when the tensors hold
+// accumulator-typed NHWC pixels whose channels are the out channels (nothing
+// to widen, transpose or spread), at least one vector of them (a short last
+// block reads the last full vector) and a filter whose short-block
+// accumulators (taps x lanes) fit the scratch. Chosen, as measured on the
+// benchmark's layers, for small filters on rows wide enough that the edge
+// runs are a small part of each sweep, and tensors small enough to stay in
+// the last-level cache between calls; from DRAM the staging copy's
+// sequential stream was faster, and on large filters the zero margins beat
+// the edge runs. DWOP_CPU_PLAN's inplace=0|1 overrides the choice.
+bool UseInPlace(const Geometry& g, DType dtype, const Plan& p,
+                const Overrides& o) {
+  const bool possible =
+      g.layout == Layout::kNHWC && g.depth_multiplier == 1 &&
+      (dtype == DType::kFloat || dtype == DType::kDouble) &&
+      p.out_depth >= p.lanes && p.taps() <= kMaxInPlaceTaps;
+  if (!possible || o.in_place == 0) return false;
+  if (o.in_place == 1) return true;
+  const double bytes = static_cast<double>(DTypeSize(dtype)) *
+                       (static_cast<double>(g.input_elements()) +
+                        static_cast<double>(g.out_backprop_elements()));
+  return p.taps() <= kMaxAutoInPlaceTaps &&
+         g.out_cols >= kMinAutoInPlaceCols && bytes <= kMaxAutoInPlaceBytes;
+}
+
+// In-place bands: enough output pixels to amortise a sweep's accumulator
+// loads and stores and its edge runs, and at least the rows the filter
+// spans, so that most input rows are reused within a band; all channels
+// while the band's rows fit the budget, else narrower groups (down to 4
+// vectors: NHWC runs of >= 256 bytes), then shorter bands.
+void ChooseInPlaceBands(const Geometry& g, const Overrides& o, int64_t elem,
+                        Plan* p) {
+  const int64_t span = std::min(g.in_rows, (g.filter_rows - 1) * g.dilation_rows);
+  const int64_t band = std::max(CeilDiv(kInPlacePixels, g.out_cols),
+                                CeilDiv(span, g.stride_rows));
+  p->group_blocks = o.group > 0 ? std::min(o.group, p->num_blocks) : p->num_blocks;
+  p->band_rows = std::min(o.band > 0 ? o.band : band, g.out_rows);
+  p->segment_cols = g.out_cols;
+  p->row_blocks_per_group = p->num_row_blocks;
+  p->col_blocks_per_group = p->num_col_blocks;
+  const int64_t min_group = std::min<int64_t>(4, p->num_blocks);
+  while (InPlaceBandBytes(*p, elem) > kStageBudget) {
+    if (o.group == 0 && p->group_blocks > min_group) {
+      p->group_blocks = CeilDiv(p->group_blocks, 2);
+    } else if (o.band == 0 && p->band_rows > 1) {
+      p->band_rows = CeilDiv(p->band_rows, 2);
+    } else if (o.group == 0 && p->group_blocks > 1) {
+      p->group_blocks = CeilDiv(p->group_blocks, 2);
+    } else {
+      break;  // rows wider than the budget: they stream from memory
+    }
+  }
+}
+
+// Staging: start from all channels and a band tall enough to amortise the
+// filter's vertical overlap, and shrink until the stage fits the budget.
+// Memory-bound layers (few taps per input element) keep wide channel
+// groups (long contiguous NHWC runs) and give up band height first;
+// compute-bound ones keep tall bands (no re-staged overlap rows) and give
+// up channels first. Narrower segments and fewer tap blocks per staging
+// are the last resort (huge widths or dilations).
+void ChooseStagedBands(const Geometry& g, const Overrides& o, int64_t elem,
+                       Plan* p) {
+  // Rows two consecutive bands share; at most the image's rows, which also
+  // keeps 4 * overlap in range for dilations near INT64_MAX.
+  const int64_t overlap =
+      std::min({(g.filter_rows - 1) * g.dilation_rows,
+                SaturatedMul(g.out_rows, g.stride_rows), g.in_rows});
+  const int64_t tall = std::max(kMinBandRows, CeilDiv(2 * overlap, g.stride_rows));
+  p->group_blocks = o.group > 0 ? std::min(o.group, p->num_blocks) : p->num_blocks;
+  p->band_rows = std::min(o.band > 0 ? o.band : tall, g.out_rows);
+  p->segment_cols = o.segment > 0 ? std::min(o.segment, g.out_cols) : g.out_cols;
+  p->row_blocks_per_group = o.row_group > 0 ? o.row_group : p->num_row_blocks;
+  p->col_blocks_per_group = o.col_group > 0 ? o.col_group : p->num_col_blocks;
+  // In floating point: the product of two strides may not fit.
+  const bool compute_bound =
+      static_cast<double>(g.filter_rows) * g.filter_cols >=
+      32.0 * static_cast<double>(g.stride_rows) * g.stride_cols;
+  // Bands shorter than 4x the overlap stage each input row > 1.25 times.
+  const int64_t low_overlap_band = std::min(
+      p->band_rows, std::max<int64_t>(4, CeilDiv(4 * overlap, g.stride_rows)));
+  const int64_t min_group = compute_bound ? 1 : std::min<int64_t>(4, p->num_blocks);
+  while (StageBytes(*p, elem) > kStageBudget) {
+    if (o.band == 0 && !compute_bound && p->band_rows > low_overlap_band) {
+      p->band_rows = std::max(low_overlap_band, p->band_rows / 2);
+    } else if (o.group == 0 && p->group_blocks > min_group) {
+      p->group_blocks = CeilDiv(p->group_blocks, 2);
+    } else if (o.band == 0 && p->band_rows > 1) {
+      p->band_rows = CeilDiv(p->band_rows, 2);
+    } else if (o.group == 0 && p->group_blocks > 1) {
+      p->group_blocks = CeilDiv(p->group_blocks, 2);
+    } else if (o.segment == 0 && p->segment_cols > 1) {
+      p->segment_cols = CeilDiv(p->segment_cols, 2);
+    } else if (o.col_group == 0 && p->col_blocks_per_group > 1) {
+      p->col_blocks_per_group = CeilDiv(p->col_blocks_per_group, 2);
+    } else if (o.row_group == 0 && p->row_blocks_per_group > 1) {
+      p->row_blocks_per_group = CeilDiv(p->row_blocks_per_group, 2);
+    } else {
+      break;  // the overrides asked for it; the minimum is a few hundred KB
+    }
+  }
+}
+
 // Everything but the buffers. Depends on the geometry, the dtype, the ISA
 // level and DWOP_CPU_PLAN only.
 void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
@@ -420,88 +528,12 @@ void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
   p.step_stride_cols = std::min(g.stride_cols, g.in_cols + kMaxMargin);
   p.step_dilation_cols = std::min(g.dilation_cols, g.in_cols + kMaxMargin);
 
-  // In place: the tensors must hold accumulator-typed NHWC pixels whose
-  // channels are the out channels (no widening, transposing or spreading to
-  // do), at least a vector of them (a short last block reads the last full
-  // vector), and the short block's accumulators (taps x lanes) must be small.
-  const bool can_in_place =
-      g.layout == Layout::kNHWC && g.depth_multiplier == 1 &&
-      (dtype == DType::kFloat || dtype == DType::kDouble) &&
-      p.out_depth >= p.lanes && p.taps() <= kMaxInPlaceTaps;
-  p.in_place = can_in_place && o.in_place != 0;
-
+  p.in_place = UseInPlace(g, dtype, p, o);
   if (p.in_place) {
     MakeColumnRuns(s);
-    // Bands of a few rows amortise the accumulators' loads and stores and
-    // the edge runs; all channels while the band fits the budget, else
-    // narrower groups (down to 4 vectors: NHWC runs of >= 256 bytes), then
-    // shorter bands.
-    p.group_blocks = o.group > 0 ? std::min(o.group, p.num_blocks) : p.num_blocks;
-    p.band_rows = std::min(
-        o.band > 0 ? o.band : CeilDiv(kInPlacePixels, g.out_cols), g.out_rows);
-    p.segment_cols = g.out_cols;
-    p.row_blocks_per_group = p.num_row_blocks;
-    p.col_blocks_per_group = p.num_col_blocks;
-    const int64_t min_group = std::min<int64_t>(4, p.num_blocks);
-    while (InPlaceBandBytes(p, elem) > kStageBudget) {
-      if (o.group == 0 && p.group_blocks > min_group) {
-        p.group_blocks = CeilDiv(p.group_blocks, 2);
-      } else if (o.band == 0 && p.band_rows > 1) {
-        p.band_rows = CeilDiv(p.band_rows, 2);
-      } else if (o.group == 0 && p.group_blocks > 1) {
-        p.group_blocks = CeilDiv(p.group_blocks, 2);
-      } else {
-        break;  // rows wider than the budget: they stream from memory
-      }
-    }
-  }
-
-  if (!p.in_place) {
-  // Staging: start from all channels and a band tall enough to amortise the
-  // filter's vertical overlap, and shrink until the stage fits the budget.
-  // Memory-bound layers (few taps per input element) keep wide channel
-  // groups (long contiguous NHWC runs) and give up band height first;
-  // compute-bound ones keep tall bands (no re-staged overlap rows) and give
-  // up channels first. Narrower segments and fewer tap blocks per staging
-  // are the last resort (huge widths or dilations).
-  // Rows two consecutive bands share; at most the image's rows, which also
-  // keeps 4 * overlap in range for dilations near INT64_MAX.
-  const int64_t overlap =
-      std::min({(g.filter_rows - 1) * g.dilation_rows,
-                SaturatedMul(g.out_rows, g.stride_rows), g.in_rows});
-  const int64_t tall = std::max(kMinBandRows, CeilDiv(2 * overlap, g.stride_rows));
-  p.group_blocks = o.group > 0 ? std::min(o.group, p.num_blocks) : p.num_blocks;
-  p.band_rows = std::min(o.band > 0 ? o.band : tall, g.out_rows);
-  p.segment_cols = o.segment > 0 ? std::min(o.segment, g.out_cols) : g.out_cols;
-  p.row_blocks_per_group = o.row_group > 0 ? o.row_group : p.num_row_blocks;
-  p.col_blocks_per_group = o.col_group > 0 ? o.col_group : p.num_col_blocks;
-  // In floating point: the product of two strides may not fit.
-  const bool compute_bound =
-      static_cast<double>(g.filter_rows) * g.filter_cols >=
-      32.0 * static_cast<double>(g.stride_rows) * g.stride_cols;
-  // Bands shorter than 4x the overlap stage each input row > 1.25 times.
-  const int64_t low_overlap_band = std::min(
-      p.band_rows, std::max<int64_t>(4, CeilDiv(4 * overlap, g.stride_rows)));
-  const int64_t min_group = compute_bound ? 1 : std::min<int64_t>(4, p.num_blocks);
-  while (StageBytes(p, elem) > kStageBudget) {
-    if (o.band == 0 && !compute_bound && p.band_rows > low_overlap_band) {
-      p.band_rows = std::max(low_overlap_band, p.band_rows / 2);
-    } else if (o.group == 0 && p.group_blocks > min_group) {
-      p.group_blocks = CeilDiv(p.group_blocks, 2);
-    } else if (o.band == 0 && p.band_rows > 1) {
-      p.band_rows = CeilDiv(p.band_rows, 2);
-    } else if (o.group == 0 && p.group_blocks > 1) {
-      p.group_blocks = CeilDiv(p.group_blocks, 2);
-    } else if (o.segment == 0 && p.segment_cols > 1) {
-      p.segment_cols = CeilDiv(p.segment_cols, 2);
-    } else if (o.col_group == 0 && p.col_blocks_per_group > 1) {
-      p.col_blocks_per_group = CeilDiv(p.col_blocks_per_group, 2);
-    } else if (o.row_group == 0 && p.row_blocks_per_group > 1) {
-      p.row_blocks_per_group = CeilDiv(p.row_blocks_per_group, 2);
-    } else {
-      break;  // the overrides asked for it; the minimum is a few hundred KB
-    }
-  }
+    ChooseInPlaceBands(g, o, elem, &p);
+  } else {
+    ChooseStagedBands(g, o, elem, &p);
   }
 
   // Chunks: channel groups x pieces of the reduction rows. Every piece costs
