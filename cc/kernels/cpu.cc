@@ -47,10 +47,11 @@ constexpr int64_t kInPlacePixels = 64;
 // Largest filter swept in place (its short channel block keeps taps x lanes
 // accumulators in the thread's scratch).
 constexpr int64_t kMaxInPlaceTaps = 1024;
-// UseInPlace's automatic choice: filters of at most 5x5, rows of at least 16
-// output columns, input + out_backprop of at most 64 MB.
+// UseInPlace's automatic choice: filters of at most 5x5, rows at least 7
+// times as wide as their edge (the columns where some tap reads padding,
+// each a sweep call of its own), input + out_backprop of at most 64 MB.
 constexpr int64_t kMaxAutoInPlaceTaps = 25;
-constexpr int64_t kMinAutoInPlaceCols = 16;
+constexpr int64_t kMinAutoInPlaceEdgeRatio = 7;
 constexpr double kMaxAutoInPlaceBytes = 64.0 * (1 << 20);
 
 // ceil(a / b) for b > 0 and any a, without forming a + b - 1 (which
@@ -355,11 +356,13 @@ int64_t StageBytes(Plan& p, int64_t elem) {
 // to widen, transpose or spread), at least one vector of them (a short last
 // block reads the last full vector) and a filter whose short-block
 // accumulators (taps x lanes) fit the scratch. Chosen, as measured on the
-// benchmark's layers, for small filters on rows wide enough that the edge
-// runs are a small part of each sweep, and tensors small enough to stay in
-// the last-level cache between calls; from DRAM the staging copy's
-// sequential stream was faster, and on large filters the zero margins beat
-// the edge runs. DWOP_CPU_PLAN's inplace=0|1 overrides the choice.
+// benchmark's layers (python/bench.py with inplace=0 and 1), for small
+// filters on rows wide enough that the edge runs are a small part of each
+// sweep, and tensors small enough to stay in the last-level cache between
+// calls: 10-25% faster there. From DRAM the staging copy's sequential
+// stream was faster (by 10-40%, software prefetching or not), and on large
+// filters or narrow rows the zero margins beat the edge runs. DWOP_CPU_PLAN's
+// inplace=0|1 overrides the choice.
 bool UseInPlace(const Geometry& g, DType dtype, const Plan& p,
                 const Overrides& o) {
   const bool possible =
@@ -371,8 +374,13 @@ bool UseInPlace(const Geometry& g, DType dtype, const Plan& p,
   const double bytes = static_cast<double>(DTypeSize(dtype)) *
                        (static_cast<double>(g.input_elements()) +
                         static_cast<double>(g.out_backprop_elements()));
+  // In floating point: a dilation may be huge.
+  const double edge = static_cast<double>(g.filter_cols - 1) *
+                      static_cast<double>(g.dilation_cols) /
+                      static_cast<double>(g.stride_cols);
   return p.taps() <= kMaxAutoInPlaceTaps &&
-         g.out_cols >= kMinAutoInPlaceCols && bytes <= kMaxAutoInPlaceBytes;
+         static_cast<double>(g.out_cols) >= kMinAutoInPlaceEdgeRatio * edge &&
+         bytes <= kMaxAutoInPlaceBytes;
 }
 
 // In-place bands: enough output pixels to amortise a sweep's accumulator
