@@ -47,10 +47,12 @@ constexpr int64_t kInPlacePixels = 64;
 // Largest filter swept in place (its short channel block keeps taps x lanes
 // accumulators in the thread's scratch).
 constexpr int64_t kMaxInPlaceTaps = 1024;
-// UseInPlace's automatic choice: filters of at most 5x5, rows at least 7
-// times as wide as their edge (the columns where some tap reads padding,
-// each a sweep call of its own), input + out_backprop of at most 64 MB.
+// UseInPlace's automatic choice: filters of at most 5x5, rows of at least 16
+// output columns and 7 times as wide as their edge (the columns where some
+// tap reads padding, each a sweep call of its own), input + out_backprop of
+// at most 64 MB.
 constexpr int64_t kMaxAutoInPlaceTaps = 25;
+constexpr int64_t kMinAutoInPlaceCols = 16;
 constexpr int64_t kMinAutoInPlaceEdgeRatio = 7;
 constexpr double kMaxAutoInPlaceBytes = 64.0 * (1 << 20);
 
@@ -378,7 +380,7 @@ bool UseInPlace(const Geometry& g, DType dtype, const Plan& p,
   const double edge = static_cast<double>(g.filter_cols - 1) *
                       static_cast<double>(g.dilation_cols) /
                       static_cast<double>(g.stride_cols);
-  return p.taps() <= kMaxAutoInPlaceTaps &&
+  return p.taps() <= kMaxAutoInPlaceTaps && g.out_cols >= kMinAutoInPlaceCols &&
          static_cast<double>(g.out_cols) >= kMinAutoInPlaceEdgeRatio * edge &&
          bytes <= kMaxAutoInPlaceBytes;
 }
