@@ -268,31 +268,18 @@ struct PlanStorage {
 };
 
 // Plan::col_runs: each column block's output columns cut into runs of
-// constant valid taps (columns where none of its taps is valid left out).
+// constant valid taps (TapRuns).
 void MakeColumnRuns(PlanStorage* s) {
   const Plan& p = s->plan;
-  s->col_runs.clear();
+  s->col_runs.resize(s->col_blocks.size() * p.out_cols);
   s->col_run_first.assign(1, 0);
   for (const Range& kc : s->col_blocks) {
-    const size_t first = s->col_runs.size();
-    for (int64_t ow = 0; ow < p.out_cols; ++ow) {
-      int64_t lo = kc.end, hi = kc.begin;
-      for (int64_t kw = kc.begin; kw < kc.end; ++kw) {
-        if (s->col_valid[kw].begin <= ow && ow < s->col_valid[kw].end) {
-          lo = std::min(lo, kw);
-          hi = kw + 1;
-        }
-      }
-      if (lo >= hi) continue;
-      if (s->col_runs.size() > first && s->col_runs.back().end == ow &&
-          s->col_runs.back().tap_begin == lo && s->col_runs.back().tap_end == hi) {
-        s->col_runs.back().end = ow + 1;
-      } else {
-        s->col_runs.push_back(TapRun{ow, ow + 1, lo, hi});
-      }
-    }
-    s->col_run_first.push_back(static_cast<int64_t>(s->col_runs.size()));
+    const int64_t first = s->col_run_first.back();
+    s->col_run_first.push_back(
+        first + TapRuns(s->col_valid.data(), kc, 0, p.out_cols,
+                        s->col_runs.data() + first));
   }
+  s->col_runs.resize(s->col_run_first.back());
   s->plan.col_runs = s->col_runs.data();
   s->plan.col_run_first = s->col_run_first.data();
 }
@@ -657,6 +644,30 @@ bool NothingToSum(const Geometry& g) {
 }
 
 }  // namespace
+
+// The valid taps at one position are contiguous: tap k reads inside the
+// image for positions in valid[k], whose bounds do not increase with k.
+int64_t TapRuns(const Range* valid, Range taps, int64_t begin, int64_t end,
+                TapRun* runs) {
+  int64_t count = 0;
+  for (int64_t o = begin; o < end; ++o) {
+    int64_t lo = taps.end, hi = taps.begin;
+    for (int64_t k = taps.begin; k < taps.end; ++k) {
+      if (valid[k].begin <= o && o < valid[k].end) {
+        lo = std::min(lo, k);
+        hi = k + 1;
+      }
+    }
+    if (lo >= hi) continue;
+    if (count > 0 && runs[count - 1].end == o &&
+        runs[count - 1].tap_begin == lo && runs[count - 1].tap_end == hi) {
+      runs[count - 1].end = o + 1;
+    } else {
+      runs[count++] = TapRun{o, o + 1, lo, hi};
+    }
+  }
+  return count;
+}
 
 int64_t PlanBandRows(const Plan& p, int64_t oh_begin, int64_t oh_end,
                      int64_t kh_begin, int64_t kh_end, int64_t* rows,

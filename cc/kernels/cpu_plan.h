@@ -166,6 +166,14 @@ int64_t PlanBandRows(const Plan& plan, int64_t oh_begin, int64_t oh_end,
                      int64_t kh_begin, int64_t kh_end, int64_t* rows,
                      int64_t* slot);
 
+// Cuts output positions [begin, end) into the runs (TapRun) at which the
+// same taps of the block `taps` read inside the image, tap k doing so at
+// valid[k]; positions where none does are left out. Writes at most
+// end - begin runs and returns their count. Defined in cpu.cc (integer code
+// only), for the planner's column runs and the ISA units' row runs.
+int64_t TapRuns(const Range* valid, Range taps, int64_t begin, int64_t end,
+                TapRun* runs);
+
 // The entry point of each ISA unit: runs chunk `chunk` of `plan` with
 // `scratch` (plan.scratch_bytes, 64-byte aligned, thread-private).
 namespace avx512 {
