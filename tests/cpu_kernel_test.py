@@ -168,6 +168,15 @@ PLAN_OVERRIDES = {
     "tap_groups": "rows=2,cols=2,rowgroup=1,colgroup=1,pieces=5",
     "one_tap_blocks": "rows=1,cols=1,segment=5",
     "big_blocks": "rows=8,cols=3",
+    # In-place sweeps (NHWC float32/float64 without a multiplier; the other
+    # cases ignore inplace=1): bands, groups, pieces and tap blocks that
+    # split the edge runs differently, and the staged path they replace.
+    "in_place": "inplace=1,band=2,pieces=3",
+    "in_place_groups": "inplace=1,group=1,band=1,pieces=2",
+    "in_place_tap_blocks": "inplace=1,rows=2,cols=2,pieces=5",
+    "in_place_one_tap": "inplace=1,rows=1,cols=1,band=3",
+    "in_place_big_blocks": "inplace=1,rows=8,cols=3,band=7",
+    "staged": "inplace=0",
 }
 
 TILING_CASES = [
@@ -179,6 +188,12 @@ TILING_CASES = [
                ((3, 4), (5, 1)), (2, 1), "NHWC", "bfloat16"),
     cases.Case("tile_k11_f64", (1, 9, 17, 10), (11, 9, 10, 1), (1, 2),
                "SAME", (1, 1), "NHWC", "float64"),
+    # In place: a short last channel block on every level (23 = 16 + 7 =
+    # 2 * 8 + 7 = 5 * 4 + 3), strided and dilated edge runs.
+    cases.Case("tile_k3_s2_d2_c23", (2, 13, 17, 23), (3, 4, 23, 1), (2, 1),
+               "SAME", (2, 2)),
+    cases.Case("tile_k5_f64_c9", (2, 10, 19, 9), (5, 5, 9, 1), (1, 1),
+               ((1, 3), (4, 0)), (1, 1), "NHWC", "float64"),
 ]
 
 
@@ -219,6 +234,15 @@ class CpuKernelTest(parameterized.TestCase):
   def test_large_extents(self, case, isa):
     self.check(case, isa)
 
+  @parameterized.named_parameters(_named(
+      [c for c in extra_cases() + EXTENT_CASES
+       if c.data_format == "NHWC" and c.dtype in ("float32", "float64") and
+       c.filter[3] == 1]))
+  def test_in_place(self, case, isa):
+    # The tile-edge geometries swept in place (where the channels fill a
+    # vector: others fall back to staging), whatever the automatic choice.
+    self.check(case, isa, plan="inplace=1")
+
   @parameterized.named_parameters(
       (f"{c.name}_{name}_{isa}", c, plan, isa)
       for c in TILING_CASES for name, plan in PLAN_OVERRIDES.items()
@@ -247,6 +271,9 @@ class DeterminismTest(parameterized.TestCase):
       ("pieces_and_groups_bf16",
        cases.Case("d", (3, 17, 19, 40), (5, 5, 40, 1), (2, 1), "SAME", (1, 1),
                   "NHWC", "bfloat16"), "pieces=7,group=1,band=3"),
+      ("in_place",
+       cases.Case("d", (3, 19, 21, 37), (3, 5, 37, 1), (1, 1), "SAME",
+                  (1, 1)), "inplace=1,pieces=7,band=2"),
       ("nchw_multiplier",
        cases.Case("d", (2, 21, 18, 12), (3, 3, 12, 2), (1, 1), "SAME", (1, 1),
                   "NCHW"), "pieces=5,group=1"),
@@ -266,6 +293,51 @@ class DeterminismTest(parameterized.TestCase):
           np.testing.assert_array_equal(
               got.view(np.uint64), first.view(np.uint64),
               err_msg=f"{isa}, {threads} threads")
+
+
+# Steps near INT64_MAX: valid problems on which the planner and the
+# micro-kernels once formed products that overflow int64 (UBSan). Each is
+# (name, dtype, input, filter, out_backprop, strides, padding, layout,
+# dilations), in the op's 4-entry attribute form.
+_I64_MAX = 2**63 - 1
+OVERFLOW_CASES = [
+    ("ceil_div_stride_int64_max", "bfloat16", (2, 1, 9, 2), (1, 1, 2, 1),
+     (2, 1, 9, 2), (1, _I64_MAX, 1, 1), "VALID", "NHWC", (1, 1, 1, 1)),
+    ("stride_cols_2_62_nchw", "float32", (3, 4, 6, 5), (5, 1, 4, 3),
+     (3, 12, 2, 1), (1, 1, 3, 2**62), "SAME", "NCHW", (1, 1, 1, 1)),
+    ("stride_and_dilation_rows_2_62", "float32", (1, 3, 3, 1), (2, 1, 1, 1),
+     (1, 1, 3, 1), (1, 2**62, 1, 1), "SAME", "NHWC", (1, 2**62, 1, 1)),
+    ("dilation_rows_2_62", "float64", (1, 3, 3, 2), (2, 1, 2, 1),
+     (1, 3, 3, 2), (1, 1, 1, 1), "SAME", "NHWC", (1, 2**62, 1, 1)),
+    ("dilation_cols_2_62_in_place", "float32", (1, 3, 40, 20), (1, 2, 20, 1),
+     (1, 3, 40, 20), (1, 1, 1, 1), "SAME", "NHWC", (1, 1, 2**62, 1)),
+    ("stride_cols_2_61_two_out_cols", "float32", (1, 2, 3, 17),
+     (1, 3, 17, 1), (1, 2, 2, 17), (1, 1, 2**61, 1),
+     [[0, 0], [0, 0], [0, 2**61], [0, 0]], "NHWC", (1, 1, 1, 1)),
+]
+
+
+class OverflowTest(parameterized.TestCase):
+  """The fuzzer's UBSan findings (also in tests/fuzz_corpus.json, which
+  `make sanitize` replays under UBSan): right answers, no overflow."""
+
+  @parameterized.named_parameters(
+      (f"{c[0]}_{isa}", c, isa) for c in OVERFLOW_CASES for isa in ISA_LEVELS)
+  def test_huge_steps(self, spec, isa):
+    if isa not in supported_levels():
+      self.skipTest(f"this CPU has no {isa}")
+    _, dtype, x_shape, filt, dy_shape, strides, padding, layout, dil = spec
+    rng = np.random.default_rng(5)
+    x = as_dtype(rng.standard_normal(x_shape), dtype)
+    dy = as_dtype(rng.standard_normal(dy_shape), dtype)
+    lib = library()
+    with environment(DWOP_CPU_ISA=isa):
+      got = lib.filter_grad(x, filt, dy, strides, padding, layout, dil,
+                            num_threads=2).astype(np.float64)
+    want = lib.filter_grad(x, filt, dy, strides, padding, layout, dil,
+                           backend="reference").astype(np.float64)
+    rtol, atol = TOLERANCE[dtype]
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
 
 
 class IsaSelectionTest(absltest.TestCase):

@@ -19,7 +19,8 @@
 // single image: the input rows the band touches and its out_backprop rows are
 // staged into thread-local scratch as channel-blocked accumulator-typed
 // vectors (zero margins left and right), and register-blocked micro-kernels
-// sweep the staged band once per tap block.
+// sweep the staged band once per tap block. Common layers skip the staging
+// and sweep the tensors in place (Plan::in_place).
 #ifndef DWOP_CC_KERNELS_CPU_PLAN_H_
 #define DWOP_CC_KERNELS_CPU_PLAN_H_
 
@@ -66,6 +67,15 @@ struct Range {
   int64_t end = 0;
 };
 
+// Output positions [begin, end) along one dimension at which exactly the taps
+// [tap_begin, tap_end) of a tap block read inside the image (in-place sweeps).
+struct TapRun {
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t tap_begin = 0;
+  int64_t tap_end = 0;
+};
+
 struct Plan {
   // --- The problem (a copy of Geometry, see params.h).
   DType dtype = DType::kFloat;
@@ -75,6 +85,13 @@ struct Plan {
   int64_t stride_rows = 1, stride_cols = 1;
   int64_t dilation_rows = 1, dilation_cols = 1;
   int64_t pad_top = 0, pad_left = 0;
+  // stride_cols and dilation_cols as multipliers of a sweep's address steps,
+  // clamped to in_cols + kMaxMargin (cpu.cc). A sweep only steps from one
+  // output column (tap) to the next when both read inside the image or its
+  // staged zero margins, which takes a smaller stride (dilation); beyond it
+  // every sweep is one column (tap) wide, and the clamp keeps the unused step
+  // products (stride * lanes, stride * channels) from overflowing.
+  int64_t step_stride_cols = 1, step_dilation_cols = 1;
   int64_t out_depth = 0;      // in_depth * multiplier
   int64_t partial_depth = 0;  // out_depth rounded up to 16: partials' row
 
@@ -97,6 +114,19 @@ struct Plan {
   // Zero columns staged on each side of the valid input columns: enough for
   // the union of the valid output ranges of one column block.
   int64_t margin = 0;
+
+  // --- In-place sweeps. When `in_place` (NHWC float32/float64 without a
+  // multiplier, at least one vector of channels) nothing is staged: the
+  // micro-kernels read input and out_backprop where they lie, band by band,
+  // every channel block of the group while the band's rows are in cache, so
+  // that streaming the tensors from memory overlaps the arithmetic. Edges
+  // need no zero margins: each tap block's output columns are cut into runs
+  // of constant valid taps (col_runs[col_run_first[cb] ..
+  // col_run_first[cb + 1]) for column block cb), rows likewise per band, and
+  // each run sweeps only its valid sub-block.
+  bool in_place = false;
+  const TapRun* col_runs = nullptr;
+  const int64_t* col_run_first = nullptr;  // [num_col_blocks + 1]
 
   // --- Channel blocks and chunks.
   int64_t lanes = 0;
@@ -135,6 +165,14 @@ struct Plan {
 int64_t PlanBandRows(const Plan& plan, int64_t oh_begin, int64_t oh_end,
                      int64_t kh_begin, int64_t kh_end, int64_t* rows,
                      int64_t* slot);
+
+// Cuts output positions [begin, end) into the runs (TapRun) at which the
+// same taps of the block `taps` read inside the image, tap k doing so at
+// valid[k]; positions where none does are left out. Writes at most
+// end - begin runs and returns their count. Defined in cpu.cc (integer code
+// only), for the planner's column runs and the ISA units' row runs.
+int64_t TapRuns(const Range* valid, Range taps, int64_t begin, int64_t end,
+                TapRun* runs);
 
 // The entry point of each ISA unit: runs chunk `chunk` of `plan` with
 // `scratch` (plan.scratch_bytes, 64-byte aligned, thread-private).

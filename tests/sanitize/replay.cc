@@ -46,17 +46,21 @@ constexpr int64_t kMaxElements = int64_t{1} << 20;
 // The CPU kernel's variants, each run on every problem: its ISA levels
 // (DWOP_CPU_ISA), with the planner's tiling and with a forced one of tiny
 // bands, segments and channel groups cut into several pieces (DWOP_CPU_PLAN),
-// so that even small problems run many chunks on many threads. (Variables a
-// kernel does not know are ignored.)
+// so that even small problems run many chunks on many threads, both staged
+// and in place (where the layout and type allow it). (Variables a kernel
+// does not know are ignored.)
 struct Variant {
   const char* isa;
   const char* plan;
 };
 constexpr Variant kVariants[] = {
     {"avx512", ""}, {"avx2", ""}, {"generic", ""},
-    {"avx512", "band=2,pieces=3,group=1,segment=3,rowgroup=1,colgroup=1"},
-    {"avx2", "band=1,pieces=2,group=1,segment=2,rows=1,cols=2"},
-    {"generic", "band=3,pieces=4,group=1,segment=1,rowgroup=1"},
+    {"avx512",
+     "inplace=0,band=2,pieces=3,group=1,segment=3,rowgroup=1,colgroup=1"},
+    {"avx2", "inplace=0,band=1,pieces=2,group=1,segment=2,rows=1,cols=2"},
+    {"generic", "inplace=0,band=3,pieces=4,group=1,segment=1,rowgroup=1"},
+    {"avx512", "inplace=1,band=2,pieces=3,group=1"},
+    {"avx2", "inplace=1,band=1,pieces=2,rows=1,cols=2"},
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 
@@ -494,10 +498,10 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "sanitize replay: %d cases: %d computed (reference; the CPU kernel in "
-      "6 ISA/tiling variants x 3 thread counts; the CUDA kernels emulated, "
+      "%d ISA/tiling variants x 3 thread counts; the CUDA kernels emulated, "
       "3 paths x 2 devices), "
       "%d validated only, %d refused; %d failure(s)\n",
-      stats.cases, stats.computed, stats.validated, stats.refused,
-      stats.failures);
+      stats.cases, stats.computed, kNumVariants, stats.validated,
+      stats.refused, stats.failures);
   return stats.failures == 0 ? 0 : 1;
 }
