@@ -13,7 +13,8 @@ time, max(bytes / bandwidth, flops / peak), and checks every result against
 the float64 oracle (python/reference.py). dwop's 1- and 2-thread times come
 from the C ABI (the same kernel, with an explicit thread count).
 
-Writes a table to stdout and results.json and benchmark.png to --out.
+Writes a table to stdout, and results.json, results.md (the same table in
+Markdown, for the README) and benchmark.png to --out.
 """
 
 import argparse
@@ -300,6 +301,39 @@ def summary(rows):
   }
 
 
+def markdown(results):
+  """The results as a Markdown table plus the summary, for the README."""
+  machine = results["machine"]
+  lines = [
+      f"{machine['cores']} cores, copy bandwidth "
+      f"{machine['bandwidth_gbs']:.1f} GB/s, float32 matmul peak "
+      f"{machine['peak_gflops']:.0f} GFLOP/s; medians of "
+      f"{results['rounds']} interleaved rounds.", "",
+      "| case | dwop ms | TF oneDNN ms | TF native ms | speedup | roofline ms "
+      "| roofline / dwop | dwop GFLOP/s | 2T/1T | dwop rel. error |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+  def ms(row, label):
+    entry = row.get(label, {})
+    if "ms" not in entry:
+      return "error"
+    wrong = entry.get("max_rel_error", 0) > 1e-2
+    return f"{entry['ms']:.2f}" + (" (wrong)" if wrong else "")
+
+  for r in results["cases"]:
+    lines.append(
+        f"| {r['case']} | {ms(r, 'dwop')} | {ms(r, 'tf_onednn')} | "
+        f"{ms(r, 'tf_native')} | {fmt(r['speedup'], '.1f')}x | "
+        f"{fmt(r['roofline_ms'], '.2f')} | "
+        f"{fmt(r['roofline_fraction'], '.0%')} | {fmt(r['gflops'], '.0f')} | "
+        f"{fmt(r['thread_scaling'], '.2f')} | "
+        f"{r['dwop'].get('max_rel_error', float('nan')):.1e} |")
+  lines.append("")
+  for key, value in results["summary"].items():
+    lines.append(f"- {key}: {fmt(value, '.3g')}")
+  return "\n".join(lines) + "\n"
+
+
 def plot(rows, path):
   """Speedup over the best TensorFlow kernel and fraction of the roofline."""
   try:
@@ -380,8 +414,10 @@ def main():
   print("* TensorFlow's result is wrong (max relative error > 1e-2)")
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
+  with open(os.path.join(args.out, "results.md"), "w") as f:
+    f.write(markdown(results))
   plot(rows, os.path.join(args.out, "benchmark.png"))
-  print(f"wrote {args.out}/results.json and benchmark.png")
+  print(f"wrote results.json, results.md and benchmark.png to {args.out}")
   return 0
 
 
