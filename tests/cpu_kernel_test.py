@@ -14,7 +14,9 @@ column segments and staging groups of tap blocks.
 import contextlib
 import ctypes
 import os
+import subprocess
 import sys
+import textwrap
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -363,6 +365,31 @@ class IsaSelectionTest(absltest.TestCase):
   def test_unknown_value_is_ignored(self):
     with environment(DWOP_CPU_ISA="sse9"):
       self.assertEqual(cpu_isa(), supported_levels()[0])
+
+
+class PlanKnobTest(absltest.TestCase):
+
+  def test_unknown_key_is_reported_and_ignored(self):
+    # In a child: the warning is printed once per process, on fd 2.
+    here = os.path.dirname(os.path.abspath(__file__))
+    script = textwrap.dedent(f"""
+        import os, sys
+        import numpy as np
+        sys.path[:0] = [{os.path.join(os.path.dirname(here), "python")!r}]
+        import cabi
+        lib, rng = cabi.Library(), np.random.default_rng(0)
+        x = rng.standard_normal([2, 9, 9, 20]).astype(np.float32)
+        dy = rng.standard_normal([2, 9, 9, 20]).astype(np.float32)
+        def run(plan):
+          os.environ["DWOP_CPU_PLAN"] = plan
+          return lib.filter_grad(x, [3, 3, 20, 1], dy, [1, 1, 1, 1], "SAME")
+        same = run("pieces=2").tobytes() == run("pieces=2,bogus=7").tobytes()
+        print("SAME" if same else "DIFFERENT")
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          text=True, check=True)
+    self.assertEqual(proc.stdout.strip(), "SAME")
+    self.assertIn("ignoring unknown DWOP_CPU_PLAN key 'bogus'", proc.stderr)
 
 
 if __name__ == "__main__":

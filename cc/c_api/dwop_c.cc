@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <mutex>
 #include <new>
 #include <string>
 #include <system_error>
@@ -135,8 +136,18 @@ ParallelFor ThreadsParallelFor(int32_t num_threads) {
   return [num_threads](int64_t n, int64_t,
                        const std::function<void(int64_t, int64_t)>& fn) {
     std::atomic<int64_t> next{0};
+    // An exception must not leave a std::thread (std::terminate): the first
+    // one stops the remaining units and is rethrown after the join.
+    std::mutex mu;
+    std::exception_ptr failure;
     auto worker = [&] {
-      for (int64_t i = next++; i < n; i = next++) fn(i, i + 1);
+      try {
+        for (int64_t i = next++; i < n; i = next++) fn(i, i + 1);
+      } catch (...) {
+        next = n;
+        std::lock_guard<std::mutex> lock(mu);
+        if (!failure) failure = std::current_exception();
+      }
     };
     const int64_t extra = std::min<int64_t>(num_threads, n) - 1;
     std::vector<std::thread> threads;
@@ -149,6 +160,7 @@ ParallelFor ThreadsParallelFor(int32_t num_threads) {
     }
     worker();
     for (std::thread& t : threads) t.join();
+    if (failure) std::rethrow_exception(failure);
   };
 }
 
@@ -163,8 +175,9 @@ struct AlignedBuffer {
 };
 
 // Runs `body` (which returns a Status) so that no C++ exception crosses the C
-// ABI: std::bad_alloc from copying a hostile problem, std::system_error when
-// threads cannot be started, anything else a kernel throws.
+// ABI: std::bad_alloc from copying a hostile problem or from the kernel's
+// set-up, anything else thrown on the calling thread or, passed on by
+// ThreadsParallelFor, on a worker.
 template <typename Body>
 Status Guarded(Body body) {
   try {
@@ -319,7 +332,7 @@ dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const void* input,
           "could not allocate " + std::to_string(bytes) +
           " bytes of CPU workspace");
     }
-    return dwop::RunCpu(params, workspace.data,
+    return dwop::RunCpu(params, workspace.data, bytes,
                         dwop::ThreadsParallelFor(num_threads));
   });
   return dwop::Report(status, error, error_size);

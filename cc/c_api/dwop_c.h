@@ -5,7 +5,9 @@
  * Every entry point validates its arguments with the same code as the
  * TensorFlow op (cc/kernels/geometry.h) and returns a dwop_status; on failure
  * it writes a NUL-terminated message into `error` (at most error_size bytes,
- * error may be NULL) and leaves the output untouched. */
+ * error may be NULL). A call refused by validation leaves the output
+ * untouched; after a failure while computing (out of memory, a CUDA error)
+ * its contents are unspecified. */
 #ifndef DWOP_CC_C_API_DWOP_C_H_
 #define DWOP_CC_C_API_DWOP_C_H_
 

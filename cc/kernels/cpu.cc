@@ -147,6 +147,12 @@ ChunkFn ChunkFnOf(Isa isa) {
 
 // --- Planning ----------------------------------------------------------------
 
+// Work estimates are doubles (a product of sizes may pass 2^63 on absurd but
+// valid geometries), and converting a double above int64's range is undefined.
+int64_t SaturatingInt64(double x) {
+  return x < 9.0e18 ? static_cast<int64_t>(x) : int64_t{9000000000000000000};
+}
+
 // DWOP_CPU_PLAN="band=2,pieces=3,..." overrides the planner's choices (0 =
 // automatic). A testing knob: it lets small tensors exercise the tiling edges
 // (several pieces, groups, segments, one-column tap blocks, ...) that
@@ -178,16 +184,31 @@ Overrides ReadOverrides() {
     if (eq == std::string::npos) continue;
     const std::string key = item.substr(0, eq);
     const int64_t value = std::max<int64_t>(0, std::atoll(item.c_str() + eq + 1));
-    if (key == "inplace") o.in_place = value != 0 ? 1 : 0;
-
-    if (key == "group") o.group = value;
-    if (key == "pieces") o.pieces = value;
-    if (key == "band") o.band = value;
-    if (key == "segment") o.segment = value;
-    if (key == "rows") o.tap_rows = value;
-    if (key == "cols") o.tap_cols = value;
-    if (key == "rowgroup") o.row_group = value;
-    if (key == "colgroup") o.col_group = value;
+    if (key == "inplace") {
+      o.in_place = value != 0 ? 1 : 0;
+    } else if (key == "group") {
+      o.group = value;
+    } else if (key == "pieces") {
+      o.pieces = value;
+    } else if (key == "band") {
+      o.band = value;
+    } else if (key == "segment") {
+      o.segment = value;
+    } else if (key == "rows") {
+      o.tap_rows = value;
+    } else if (key == "cols") {
+      o.tap_cols = value;
+    } else if (key == "rowgroup") {
+      o.row_group = value;
+    } else if (key == "colgroup") {
+      o.col_group = value;
+    } else {
+      static std::atomic<bool> warned{false};
+      if (!warned.exchange(true)) {
+        std::fprintf(stderr, "dwop: ignoring unknown DWOP_CPU_PLAN key '%s'\n",
+                     key.c_str());
+      }
+    }
   }
   return o;
 }
@@ -545,9 +566,9 @@ void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
   const double piece_cost = static_cast<double>(piece_bytes) / 8.0;  // ~FMA slots
   const int64_t max_pieces = std::max<int64_t>(
       1, std::min({rows_total, kPartialBudget / std::max<int64_t>(piece_bytes, 1),
-                   static_cast<int64_t>(0.05 * work / piece_cost)}));
+                   SaturatingInt64(0.05 * work / piece_cost)}));
   const int64_t target = std::max<int64_t>(
-      1, std::min<int64_t>(kTargetChunks, static_cast<int64_t>(work / kMinChunkWork)));
+      1, std::min<int64_t>(kTargetChunks, SaturatingInt64(work / kMinChunkWork)));
   p.num_groups = CeilDiv(p.num_blocks, p.group_blocks);
   if (o.pieces > 0) {
     p.num_pieces = std::min(o.pieces, std::max<int64_t>(rows_total, 1));
@@ -595,19 +616,19 @@ void* ThreadScratch(int64_t bytes) {
 
 // Sums the pieces' partial gradients of out channels [oc_begin, oc_end) in
 // piece order (so the result does not depend on which thread runs this) and
-// stores them as T, rounding once.
+// stores them as T, rounding once. The sum builds up in piece 0's partials:
+// the group is summed once, and a worker thread must not allocate (a
+// bad_alloc there could not reach the caller).
 template <typename T>
 void StoreSum(const Plan& p, int64_t oc_begin, int64_t oc_end, T* out) {
   using Acc = typename AccumulatorOf<T>::type;
-  const Acc* partials = static_cast<const Acc*>(p.partials);
+  Acc* partials = static_cast<Acc*>(p.partials);
   const int64_t piece_stride = p.taps() * p.partial_depth;
   const int64_t width = oc_end - oc_begin;
-  std::vector<Acc> sum(width);
   for (int64_t tap = 0; tap < p.taps(); ++tap) {
-    const Acc* first = partials + tap * p.partial_depth + oc_begin;
-    std::copy(first, first + width, sum.begin());
+    Acc* sum = partials + tap * p.partial_depth + oc_begin;
     for (int64_t piece = 1; piece < p.num_pieces; ++piece) {
-      const Acc* part = first + piece * piece_stride;
+      const Acc* part = sum + piece * piece_stride;
       for (int64_t i = 0; i < width; ++i) sum[i] += part[i];
     }
     T* dst = out + tap * p.out_depth + oc_begin;
@@ -722,7 +743,7 @@ int64_t CpuWorkspaceBytes(const Geometry& geo, DType dtype) {
 }
 
 Status RunCpu(const FilterGradParams& params, void* workspace,
-              const ParallelFor& parallel_for) {
+              int64_t workspace_bytes, const ParallelFor& parallel_for) {
   const Geometry& g = params.geo;
   if (g.filter_elements() == 0) return Status::Ok();
   if (cpu::NothingToSum(g)) {
@@ -736,6 +757,15 @@ Status RunCpu(const FilterGradParams& params, void* workspace,
   cpu::PlanStorage storage;
   cpu::MakePlan(g, params.dtype, isa, cpu::ReadOverrides(), &storage);
   cpu::Plan& plan = storage.plan;
+  // The environment is read again here: a DWOP_CPU_PLAN changed since the
+  // workspace was sized must not make the kernel write past it.
+  if (cpu::PartialBytes(plan) > workspace_bytes) {
+    return Status::Internal("the CPU plan needs " +
+                            std::to_string(cpu::PartialBytes(plan)) +
+                            " bytes of workspace but got " +
+                            std::to_string(workspace_bytes) +
+                            " (DWOP_CPU_PLAN changed during the call?)");
+  }
   plan.input = params.input;
   plan.out_backprop = params.out_backprop;
   plan.partials = workspace;
@@ -761,7 +791,7 @@ Status RunCpu(const FilterGradParams& params, void* workspace,
   const double work = static_cast<double>(g.batch) * g.out_rows * g.out_cols *
                       g.filter_rows * g.filter_cols * plan.num_blocks;
   parallel_for(plan.num_chunks(),
-               static_cast<int64_t>(work / plan.num_chunks()) + 1000,
+               cpu::SaturatingInt64(work / plan.num_chunks()) + 1000,
                [&](int64_t begin, int64_t end) {
                  void* scratch = cpu::ThreadScratch(plan.scratch_bytes);
                  if (scratch == nullptr) {

@@ -31,11 +31,11 @@ const char* CpuIsaName();
 int64_t CpuWorkspaceBytes(const Geometry& geo, DType dtype);
 
 // Computes params.filter_backprop, writing every element (zeros when there is
-// nothing to sum). `workspace` holds CpuWorkspaceBytes() bytes, 64-byte
-// aligned. The result is bitwise identical whatever the pool does: work is
+// nothing to sum). `workspace` holds `workspace_bytes` (CpuWorkspaceBytes())
+// bytes, 64-byte aligned. The result is bitwise identical whatever the pool does: work is
 // split in chunks that depend only on the geometry and reduced in a fixed order.
 Status RunCpu(const FilterGradParams& params, void* workspace,
-              const ParallelFor& parallel_for);
+              int64_t workspace_bytes, const ParallelFor& parallel_for);
 
 }  // namespace dwop
 

@@ -106,6 +106,9 @@ Status ParseExplicitPaddings(const OpAttrs& attrs, ConvAttrs* out) {
 // The convolution's output size along one spatial dimension and the padding
 // before it, exactly as TensorFlow's GetWindowedOutputSizeVerbose computes it
 // (truncating division included), but with dilation and checked arithmetic.
+// One deliberate difference: a zero-sized filter dimension has effective size
+// 0 whatever the dilation (TensorFlow's (k-1)*d+1 would be negative); its
+// gradient is empty either way.
 struct DimSpec {
   const char* name;  // "rows" or "cols"
   int64_t in;
@@ -334,6 +337,11 @@ Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
   const Layout layout = attrs.layout;
   DWOP_RETURN_IF_ERROR(CheckRank4("input", input, layout));
   DWOP_RETURN_IF_ERROR(CheckFilterSizes(filter_sizes_shape, filter_sizes));
+  // CheckFilterSizes also serves shape inference, where the values may be
+  // unknown; a kernel cannot run without them.
+  if (filter_sizes == nullptr || filter_sizes_shape.dims[0] != 4) {
+    return Status::Internal("ComputeGeometry needs the 4 filter_sizes values");
+  }
   const std::string shown_sizes = "filter_sizes=" + FormatDims(filter_sizes, 4);
   DWOP_RETURN_IF_ERROR(CheckRank4("out_backprop", out_backprop, layout));
 

@@ -35,8 +35,8 @@ inline int64_t DTypeSize(DType dtype) {
 //
 // REQUIRES (guaranteed by ComputeGeometry): every size >= 0; strides and
 // dilations >= 1; pads >= 0; every element count and every byte size of the
-// three tensors fits in int64; filter_grad has at most 2^28 elements
-// (kMaxFilterElements). An EMPTY tensor's other dimensions may be huge
+// three tensors fits in int64; filter_grad has at most 2^31-1 elements
+// (kMaxFilterElements) and 2 GiB (kMaxFilterBytes). An EMPTY tensor's other dimensions may be huge
 // ([0, 2^62, 2^62, 3] is valid): the counts below return 0 without
 // multiplying them, and the glue calls no kernel when any of the three
 // tensors is empty (NothingToSum in geometry.h), so a kernel sees only

@@ -81,7 +81,7 @@ struct Launcher<CPUDevice> {
               n, thread::ThreadPool::SchedulingParams::Adaptive(cost), fn);
         };
     return ToTf(::dwop::RunCpu(
-        params, bytes > 0 ? workspace.flat<int8_t>().data() : nullptr,
+        params, bytes > 0 ? workspace.flat<int8_t>().data() : nullptr, bytes,
         parallel_for));
   }
 };
@@ -156,7 +156,9 @@ class DepthwiseConv2dBackpropFilterOp : public OpKernel {
     const auto sizes_dims = filter_sizes.shape().dim_sizes();
     std::vector<int64_t> sizes;
     if (filter_sizes.dims() == 1) {
-      sizes.resize(filter_sizes.NumElements());
+      // Validation reads at most 16 values (it echoes no longer list), so a
+      // hostile length costs no huge copy.
+      sizes.resize(std::min<int64_t>(filter_sizes.NumElements(), 16));
       for (size_t i = 0; i < sizes.size(); ++i) {
         sizes[i] = filter_sizes.dtype() == DT_INT32
                        ? filter_sizes.flat<int32_t>()(i)
