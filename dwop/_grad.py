@@ -341,7 +341,12 @@ def disable():
 
 
 def is_enabled():
-  """Whether TensorFlow's depthwise gradients are dwop's right now."""
+  """Whether TensorFlow's depthwise gradients are dwop's right now.
+
+  Returns:
+    True when the gradient-registry entries of both `DepthwiseConv2dNative`
+    and `DepthwiseConv2dNativeBackpropInput` are dwop's.
+  """
   return all(_entries[name] is ours for name, ours in _DWOP_ENTRIES.items())
 
 

@@ -27,7 +27,12 @@ class LibraryError(ImportError):
 
 
 def library_path():
-  """Returns the path of the op library that `load()` uses."""
+  """The op library dwop loads.
+
+  Returns:
+    Its path (str): `$DWOP_LIBRARY` when set, else `_dwop_ops.so` next to the
+    package.
+  """
   explicit = os.environ.get(LIBRARY_ENV)
   if explicit:
     return explicit
@@ -47,6 +52,10 @@ def _load():
     raise LibraryError(f"dwop's op library was not found at {path}. "
                        + _REBUILD_HINT)
   version = built_against(path)
+  if version is None:
+    raise LibraryError(
+        f"{path} carries no TensorFlow version stamp: it was not built by "
+        "dwop's Makefile, setup.py or Bazel rules. " + _REBUILD_HINT)
   if version != tf.__version__:
     raise LibraryError(
         f"dwop's op library {path} was built against TensorFlow {version}, "

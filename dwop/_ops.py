@@ -93,6 +93,8 @@ def depthwise_conv2d_backprop_filter(input,  # pylint: disable=redefined-builtin
     tf.errors.InvalidArgumentError: If the shapes or attributes do not describe
       a valid depthwise convolution; the message names the argument, its value
       and what was expected.
+    dwop.LibraryError: On the first call, if the op library is missing or was
+      built against another TensorFlow.
   """
   padding, explicit_paddings = convert_padding(padding)
   return _loader.load().dwop_depthwise_conv2d_backprop_filter(
@@ -185,6 +187,11 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None,  # pylin
   Returns:
     A 4-D `Tensor` with shape according to `data_format`: for NHWC,
     `[batch, out_height, out_width, in_channels * channel_multiplier]`.
+
+  Raises:
+    ValueError: If `padding` is malformed.
+    dwop.LibraryError: When the gradient is first computed, if the op library
+      is missing or was built against another TensorFlow.
   """
   with tf.name_scope(name or "depthwise") as scope:
     input = tf.convert_to_tensor(input, name="tensor_in")
@@ -219,6 +226,11 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides,  # pyli
   Returns:
     A 4-D `Tensor` with shape according to `data_format`: for NHWC,
     `[batch, out_height, out_width, out_channels]`.
+
+  Raises:
+    ValueError: If `padding` is malformed or `pointwise_filter` is not 1x1.
+    dwop.LibraryError: When the gradient is first computed, if the op library
+      is missing or was built against another TensorFlow.
   """
   with tf.name_scope(name or "separable_conv2d") as scope:
     input = tf.convert_to_tensor(input, name="tensor_in")

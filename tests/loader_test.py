@@ -123,7 +123,7 @@ class LoaderTest(absltest.TestCase):
       path = os.path.join(tmp, "_dwop_ops.so")
       with open(path, "wb") as f:
         f.write(b"\x7fELF not a dwop library")
-      self.assertActionableError(path, "built against TensorFlow None")
+      self.assertActionableError(path, "carries no TensorFlow version stamp")
 
 
 _CHILD = """
