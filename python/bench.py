@@ -11,7 +11,10 @@ and reports medians. It also measures this machine's memory bandwidth (a
 large copy) and float32 peak (a large matmul) to give each case its roofline
 time, max(bytes / bandwidth, flops / peak), and checks every result against
 the float64 oracle (python/reference.py). dwop's 1- and 2-thread times come
-from the C ABI (the same kernel, with an explicit thread count).
+from the C ABI (the same kernel, with an explicit thread count), and so does
+its memory: in a fresh process per case, the peak resident memory of one
+two-thread call beyond what the process held before it (workspace, per-thread
+staging, thread stacks), read from Linux's VmHWM after resetting it.
 
 Writes a table to stdout, and results.json, results.md (the same table in
 Markdown, for the README) and benchmark.png to --out.
@@ -146,6 +149,45 @@ class Worker:
 # Machine figures.
 
 
+def _memory_probe(name):
+  """Prints dwop's peak memory beyond its inputs for one case, as JSON."""
+  import cabi  # pylint: disable=g-import-not-at-top
+  from testing import numpy_dtype  # pylint: disable=g-import-not-at-top
+  case = next(c for c in case_table.BENCH if c.name == name)
+  dtype = numpy_dtype(case.dtype)
+  x, dy = (a.astype(dtype) for a in case.random_inputs(0))
+  out = np.empty(case.filter, dtype)
+  lib = cabi.Library()
+  # A tiny call first, so that paging in the library's code is not counted.
+  lib.filter_grad(np.ones([1, 4, 4, 1], dtype), [3, 3, 1, 1],
+                  np.ones([1, 4, 4, 1], dtype), [1, 1, 1, 1], "SAME")
+
+  def status_kb(field):
+    with open("/proc/self/status") as f:
+      return next(int(line.split()[1]) for line in f
+                  if line.startswith(field + ":"))
+
+  with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets VmHWM, the peak resident set, to the current one
+  before = status_kb("VmRSS")
+  lib.filter_grad(x, case.filter, dy, case.tf_strides, case.tf_padding,
+                  case.data_format, case.tf_dilations, dtype=case.dtype,
+                  num_threads=2, out=out)
+  print(json.dumps({"extra_mb": (status_kb("VmHWM") - before) / 1024}))
+
+
+def measure_memory(case):
+  """dwop's extra peak memory in MB for one case (None where unmeasurable)."""
+  proc = subprocess.run(
+      [sys.executable, os.path.abspath(__file__), "--memory-probe", case.name],
+      capture_output=True, text=True, check=False)
+  if proc.returncode != 0:
+    print(f"memory probe failed: {proc.stderr.strip()[-300:]}",
+          file=sys.stderr)
+    return None
+  return json.loads(proc.stdout.strip().splitlines()[-1])["extra_mb"]
+
+
 def measure_bandwidth(size_mb=1024, repeats=5):
   """Copy bandwidth in bytes/s: read + write of a large array, best of N."""
   src = np.ones(size_mb * 2**20 // 8)
@@ -228,7 +270,7 @@ def time_case(case, workers, rounds, scratch):
   return stats
 
 
-def summarise(case, stats, bandwidth, peak):
+def summarise(case, stats, bandwidth, peak, extra_mb):
   """The row of the results table for one case."""
   row = {"case": case.name, "network": case.network, "dtype": case.dtype,
          "data_format": case.data_format, "flops": case.flops,
@@ -246,6 +288,7 @@ def summarise(case, stats, bandwidth, peak):
   row["gflops"] = case.flops / dwop_ms / 1e6 if dwop_ms else None
   one, two = stats["dwop_1t"].get("ms"), stats["dwop_2t"].get("ms")
   row["thread_scaling"] = one / two if one and two else None
+  row["extra_mb"] = extra_mb
   return row
 
 
@@ -266,13 +309,14 @@ def print_row(row):
         f"{fmt(row['roofline_fraction'], '.0%'):>6} "
         f"{fmt(row['gflops'], '.0f'):>7} "
         f"{fmt(row['thread_scaling'], '.2f'):>6} "
+        f"{fmt(row['extra_mb'], '.1f'):>6} "
         f"{row['dwop'].get('max_rel_error', float('nan')):>8.1e}",
         flush=True)
 
 
 HEADER = (f"{'case':<32} {'dwop ms':>9} {'oneDNN ms':>10} {'native ms':>10} "
           f"{'speedup':>8} {'roof ms':>9} {'%roof':>6} {'GFLOP/s':>7} "
-          f"{'2T/1T':>6} {'dwop err':>8}")
+          f"{'2T/1T':>6} {'+MB':>6} {'dwop err':>8}")
 
 
 def geomean(values):
@@ -296,6 +340,8 @@ def summary(rows):
                                 if fractions else None),
       "worst_roofline_ratio": 1 / min(fractions) if fractions else None,
       "min_thread_scaling_large": min(scaling, default=None),
+      "max_dwop_extra_mb": max((r["extra_mb"] for r in rows
+                                if r["extra_mb"] is not None), default=None),
       "max_dwop_rel_error": max(r["dwop"].get("max_rel_error", 0)
                                 for r in rows),
   }
@@ -310,8 +356,8 @@ def markdown(results):
       f"{machine['peak_gflops']:.0f} GFLOP/s; medians of "
       f"{results['rounds']} interleaved rounds.", "",
       "| case | dwop ms | TF oneDNN ms | TF native ms | speedup | roofline ms "
-      "| roofline / dwop | dwop GFLOP/s | 2T/1T | dwop rel. error |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+      "| roofline / dwop | dwop GFLOP/s | 2T/1T | dwop extra MB | dwop rel. error |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
   def ms(row, label):
     entry = row.get(label, {})
@@ -326,7 +372,7 @@ def markdown(results):
         f"{ms(r, 'tf_native')} | {fmt(r['speedup'], '.1f')}x | "
         f"{fmt(r['roofline_ms'], '.2f')} | "
         f"{fmt(r['roofline_fraction'], '.0%')} | {fmt(r['gflops'], '.0f')} | "
-        f"{fmt(r['thread_scaling'], '.2f')} | "
+        f"{fmt(r['thread_scaling'], '.2f')} | {fmt(r['extra_mb'], '.1f')} | "
         f"{r['dwop'].get('max_rel_error', float('nan')):.1e} |")
   lines.append("")
   for key, value in results["summary"].items():
@@ -369,9 +415,12 @@ def main():
   parser.add_argument("--rounds", type=int, default=None)
   parser.add_argument("--out", default=os.path.join(ROOT, "build", "bench"))
   parser.add_argument("--worker", help=argparse.SUPPRESS)
+  parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker is not None:
     return _worker(args.worker == "1")
+  if args.memory_probe is not None:
+    return _memory_probe(args.memory_probe)
 
   selected = case_table.BENCH
   if args.quick:
@@ -393,7 +442,7 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
       for case in selected:
         stats = time_case(case, workers, rounds, scratch)
-        row = summarise(case, stats, bandwidth, peak)
+        row = summarise(case, stats, bandwidth, peak, measure_memory(case))
         rows.append(row)
         print_row(row)
   finally:
