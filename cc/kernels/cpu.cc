@@ -184,30 +184,29 @@ Overrides ReadOverrides() {
     if (eq == std::string::npos) continue;
     const std::string key = item.substr(0, eq);
     const int64_t value = std::max<int64_t>(0, std::atoll(item.c_str() + eq + 1));
-    if (key == "inplace") {
-      o.in_place = value != 0 ? 1 : 0;
-    } else if (key == "group") {
-      o.group = value;
-    } else if (key == "pieces") {
-      o.pieces = value;
-    } else if (key == "band") {
-      o.band = value;
-    } else if (key == "segment") {
-      o.segment = value;
-    } else if (key == "rows") {
-      o.tap_rows = value;
-    } else if (key == "cols") {
-      o.tap_cols = value;
-    } else if (key == "rowgroup") {
-      o.row_group = value;
-    } else if (key == "colgroup") {
-      o.col_group = value;
-    } else {
-      static std::atomic<bool> warned{false};
-      if (!warned.exchange(true)) {
-        std::fprintf(stderr, "dwop: ignoring unknown DWOP_CPU_PLAN key '%s'\n",
-                     key.c_str());
+    static const struct {
+      const char* key;
+      int64_t Overrides::*field;
+    } kFields[] = {{"group", &Overrides::group},
+                   {"pieces", &Overrides::pieces},
+                   {"band", &Overrides::band},
+                   {"segment", &Overrides::segment},
+                   {"rows", &Overrides::tap_rows},
+                   {"cols", &Overrides::tap_cols},
+                   {"rowgroup", &Overrides::row_group},
+                   {"colgroup", &Overrides::col_group}};
+    bool known = key == "inplace";
+    if (known) o.in_place = value != 0 ? 1 : 0;
+    for (const auto& f : kFields) {
+      if (key == f.key) {
+        o.*f.field = value;
+        known = true;
       }
+    }
+    static std::atomic<bool> warned{false};
+    if (!known && !warned.exchange(true)) {
+      std::fprintf(stderr, "dwop: ignoring unknown DWOP_CPU_PLAN key '%s'\n",
+                   key.c_str());
     }
   }
   return o;
