@@ -401,12 +401,9 @@ dwop_status dwop_filter_grad_cuda(const dwop_problem* problem,
                                   const void* input, const void* out_backprop,
                                   void* filter_backprop, void* cuda_stream,
                                   char* error, size_t error_size) {
-  return dwop::Report(dwop::Guarded([&] {
-                        return dwop::FilterGradCuda(
-                            problem, input, out_backprop, filter_backprop,
-                            DWOP_CUDA_AUTO, nullptr, 0, cuda_stream);
-                      }),
-                      error, error_size);
+  return dwop_filter_grad_cuda_ex(problem, input, out_backprop,
+                                  filter_backprop, DWOP_CUDA_AUTO, nullptr, 0,
+                                  cuda_stream, error, error_size);
 }
 
 dwop_status dwop_filter_grad_cuda_ex(const dwop_problem* problem,

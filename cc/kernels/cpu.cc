@@ -17,6 +17,7 @@
 
 #include "cc/kernels/cpu_plan.h"
 #include "cc/kernels/float16.h"
+#include "cc/kernels/geometry.h"
 
 namespace dwop {
 namespace cpu {
@@ -59,7 +60,6 @@ constexpr double kMaxAutoInPlaceBytes = 64.0 * (1 << 20);
 // ceil(a / b) for b > 0 and any a, without forming a + b - 1 (which
 // overflows for a stride near INT64_MAX): division truncates toward zero,
 // which already is the ceiling for a <= 0.
-int64_t CeilDiv(int64_t a, int64_t b) { return a / b + (a % b > 0); }
 
 // a * b for a, b >= 0, saturated at INT64_MAX: for a product across
 // tensors (out_rows * stride_rows) that only bounds another size.
@@ -404,9 +404,6 @@ void ChooseInPlaceBands(const Geometry& g, const Overrides& o, int64_t elem,
                                 CeilDiv(span, g.stride_rows));
   p->group_blocks = o.group > 0 ? std::min(o.group, p->num_blocks) : p->num_blocks;
   p->band_rows = std::min(o.band > 0 ? o.band : band, g.out_rows);
-  p->segment_cols = g.out_cols;
-  p->row_blocks_per_group = p->num_row_blocks;
-  p->col_blocks_per_group = p->num_col_blocks;
   const int64_t min_group = std::min<int64_t>(4, p->num_blocks);
   while (InPlaceBandBytes(*p, elem) > kStageBudget) {
     if (o.group == 0 && p->group_blocks > min_group) {
@@ -497,7 +494,7 @@ void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
   p.partial_depth = CeilDiv(p.out_depth, 16) * 16;
 
   const IsaInfo& info = InfoOf(isa);
-  const int64_t elem = dtype == DType::kDouble ? 8 : 4;
+  const int64_t elem = AccumulatorSize(dtype);
   p.lanes = dtype == DType::kDouble ? info.lanes_double : info.lanes_float;
   p.num_blocks = CeilDiv(p.out_depth, p.lanes);
 
@@ -560,14 +557,14 @@ void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
   // the rest of the kTargetChunks.
   const int64_t rows_total = g.batch * g.out_rows;
   const int64_t piece_bytes = g.filter_rows * g.filter_cols * p.partial_depth * elem;
-  const double work = static_cast<double>(rows_total) * g.out_cols *
-                      g.filter_rows * g.filter_cols * p.num_blocks;  // vector FMAs
+  p.work = static_cast<double>(rows_total) * g.out_cols * g.filter_rows *
+           g.filter_cols * p.num_blocks;
   const double piece_cost = static_cast<double>(piece_bytes) / 8.0;  // ~FMA slots
   const int64_t max_pieces = std::max<int64_t>(
       1, std::min({rows_total, kPartialBudget / std::max<int64_t>(piece_bytes, 1),
-                   SaturatingInt64(0.05 * work / piece_cost)}));
+                   SaturatingInt64(0.05 * p.work / piece_cost)}));
   const int64_t target = std::max<int64_t>(
-      1, std::min<int64_t>(kTargetChunks, SaturatingInt64(work / kMinChunkWork)));
+      1, std::min<int64_t>(kTargetChunks, SaturatingInt64(p.work / kMinChunkWork)));
   p.num_groups = CeilDiv(p.num_blocks, p.group_blocks);
   if (o.pieces > 0) {
     p.num_pieces = std::min(o.pieces, std::max<int64_t>(rows_total, 1));
@@ -589,7 +586,7 @@ void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
 
 int64_t PartialBytes(const Plan& p) {
   return p.num_pieces * p.taps() * p.partial_depth *
-         (p.dtype == DType::kDouble ? 8 : 4);
+         AccumulatorSize(p.dtype);
 }
 
 // Per-thread staging memory. The workspace cannot hold it: CpuWorkspaceBytes
@@ -635,11 +632,6 @@ void StoreSum(const Plan& p, int64_t oc_begin, int64_t oc_end, T* out) {
   }
 }
 
-template <typename T>
-void FillZero(T* out, int64_t count) {
-  for (int64_t i = 0; i < count; ++i) Store(out + i, typename AccumulatorOf<T>::type(0));
-}
-
 template <typename F>
 void ForType(DType dtype, F&& f) {
   switch (dtype) {
@@ -656,11 +648,6 @@ void ForType(DType dtype, F&& f) {
       f(double{});
       break;
   }
-}
-
-bool NothingToSum(const Geometry& g) {
-  return g.batch == 0 || g.out_rows == 0 || g.out_cols == 0 ||
-         g.in_rows == 0 || g.in_cols == 0;
 }
 
 }  // namespace
@@ -728,12 +715,13 @@ const char* CpuIsaName() {
 }
 
 int64_t CpuWorkspaceBytes(const Geometry& geo, DType dtype) {
-  if (geo.filter_elements() == 0 || cpu::NothingToSum(geo)) return 0;
-  // The largest need of any level, so that the workspace fits whichever level
-  // RunCpu resolves DWOP_CPU_ISA to.
+  if (NothingToSum(geo)) return 0;
+  // The largest need of any level this CPU runs, so that the workspace fits
+  // whichever level RunCpu resolves DWOP_CPU_ISA to.
   const cpu::Overrides o = cpu::ReadOverrides();
   int64_t bytes = 0;
   for (cpu::Isa isa : {cpu::Isa::kGeneric, cpu::Isa::kAvx2, cpu::Isa::kAvx512}) {
+    if (isa > cpu::DetectIsa()) break;
     cpu::PlanStorage s;
     cpu::MakePlan(geo, dtype, isa, o, &s);
     bytes = std::max(bytes, cpu::PartialBytes(s.plan));
@@ -743,18 +731,10 @@ int64_t CpuWorkspaceBytes(const Geometry& geo, DType dtype) {
 
 Status RunCpu(const FilterGradParams& params, void* workspace,
               int64_t workspace_bytes, const ParallelFor& parallel_for) {
-  const Geometry& g = params.geo;
-  if (g.filter_elements() == 0) return Status::Ok();
-  if (cpu::NothingToSum(g)) {
-    cpu::ForType(params.dtype, [&](auto zero) {
-      using T = decltype(zero);
-      cpu::FillZero(static_cast<T*>(params.filter_backprop), g.filter_elements());
-    });
-    return Status::Ok();
-  }
+  if (WriteZerosIfNothingToSum(params)) return Status::Ok();
   const cpu::Isa isa = cpu::ActiveIsa();
   cpu::PlanStorage storage;
-  cpu::MakePlan(g, params.dtype, isa, cpu::ReadOverrides(), &storage);
+  cpu::MakePlan(params.geo, params.dtype, isa, cpu::ReadOverrides(), &storage);
   cpu::Plan& plan = storage.plan;
   // The environment is read again here: a DWOP_CPU_PLAN changed since the
   // workspace was sized must not make the kernel write past it.
@@ -787,10 +767,8 @@ Status RunCpu(const FilterGradParams& params, void* workspace,
 
   const cpu::ChunkFn run_chunk = cpu::ChunkFnOf(isa);
   std::atomic<bool> out_of_memory{false};
-  const double work = static_cast<double>(g.batch) * g.out_rows * g.out_cols *
-                      g.filter_rows * g.filter_cols * plan.num_blocks;
   parallel_for(plan.num_chunks(),
-               cpu::SaturatingInt64(work / plan.num_chunks()) + 1000,
+               cpu::SaturatingInt64(plan.work / plan.num_chunks()) + 1000,
                [&](int64_t begin, int64_t end) {
                  void* scratch = cpu::ThreadScratch(plan.scratch_bytes);
                  if (scratch == nullptr) {

@@ -131,6 +131,7 @@ struct Plan {
   // --- Channel blocks and chunks.
   int64_t lanes = 0;
   int64_t num_blocks = 0;
+  double work = 0;  // vector FMAs of the whole problem, for chunking
   int64_t group_blocks = 0;
   int64_t num_groups = 0;
   int64_t num_pieces = 0;

@@ -7,6 +7,7 @@
 
 #include "cc/kernels/cuda.h"
 #include "cc/kernels/cuda_kernels.h"
+#include "cc/kernels/geometry.h"
 
 namespace dwop {
 namespace {
@@ -71,16 +72,8 @@ class Emulator {
 }  // namespace
 
 Status EmulateCuda(const FilterGradParams& params, const CudaPlan& plan) {
-  switch (plan.kernel) {
-    case CudaKernel::kNothing:
-      return Status::Ok();
-    case CudaKernel::kZero:  // the plan has output elements
-      std::memset(params.filter_backprop, 0,
-                  params.geo.filter_elements() * DTypeSize(params.dtype));
-      return Status::Ok();
-    default:
-      break;
-  }
+  // The planner's kNothing and kZero.
+  if (WriteZerosIfNothingToSum(params)) return Status::Ok();
   // NaN bytes everywhere: a partial sum no block wrote would show.
   std::vector<double> workspace((plan.workspace_bytes + 7) / 8);
   if (!workspace.empty()) {

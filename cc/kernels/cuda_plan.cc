@@ -5,6 +5,8 @@
 #include <limits>
 #include <string>
 
+#include "cc/kernels/geometry.h"
+
 namespace dwop {
 namespace {
 
@@ -13,7 +15,7 @@ constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 // products the planner forms never overflow (see CheckRanges).
 constexpr int64_t kDimLimit = int64_t{1} << 30;
 // The per-split partial sums never take more device memory than this.
-constexpr int64_t kMaxWorkspaceBytes = int64_t{256} << 20;
+constexpr int64_t kMaxSplitWorkspaceBytes = int64_t{256} << 20;
 constexpr int32_t kRegisterThreads = 256;
 // Blocks per SM the register kernels aim at: about two resident (at most 128
 // registers per thread) times two waves.
@@ -22,12 +24,7 @@ constexpr int64_t kRegisterBlocksPerSm = 4;
 // sliding window reloads KWT - 1 columns at every segment start.
 constexpr int64_t kMinSegmentCols = 8;
 
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t RoundUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
-
-int64_t AccumulatorBytes(DType dtype) {
-  return dtype == DType::kDouble ? 8 : 4;
-}
 
 bool Aligned(const void* p, int64_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
@@ -100,7 +97,7 @@ Status CheckRanges(const Geometry& g) {
 // `granule` items and none is empty. Splits get at least `min_granules`
 // granules (each block's final reduction is then amortised over that much
 // work) unless that leaves fewer than `min_blocks` blocks. Keeps the
-// workspace (splits * partial_bytes) under kMaxWorkspaceBytes.
+// workspace (splits * partial_bytes) under kMaxSplitWorkspaceBytes.
 void ChooseSplits(int64_t work_total, int64_t granule, int64_t min_granules,
                   int64_t base_blocks, int64_t target_blocks,
                   int64_t min_blocks, int64_t partial_bytes, CudaPlan* plan) {
@@ -113,7 +110,7 @@ void ChooseSplits(int64_t work_total, int64_t granule, int64_t min_granules,
                                   1, CeilDiv(work_total, granule)));
   }
   splits = std::min(splits,
-                    std::max<int64_t>(1, kMaxWorkspaceBytes / partial_bytes));
+                    std::max<int64_t>(1, kMaxSplitWorkspaceBytes / partial_bytes));
   const int64_t per_split = RoundUp(CeilDiv(work_total, splits), granule);
   plan->work_total = work_total;
   plan->work_per_split = per_split;
@@ -192,9 +189,9 @@ Status PlanRegisterNhwc(const FilterGradParams& p, const CudaDevice& device,
                plan->channel_blocks * groups,
                int64_t{device.sm_count} * kRegisterBlocksPerSm,
                int64_t{device.sm_count} * 2,
-               g.filter_elements() * AccumulatorBytes(p.dtype), plan);
+               g.filter_elements() * AccumulatorSize(p.dtype), plan);
   plan->smem_bytes = int64_t{plan->threads} * plan->vector * plan->tap_cols *
-                     AccumulatorBytes(p.dtype);
+                     AccumulatorSize(p.dtype);
   return Status::Ok();
 }
 
@@ -214,9 +211,9 @@ Status PlanRegisterNchw(const FilterGradParams& p, const CudaDevice& device,
                plan->channel_blocks * plan->tap_groups_h * plan->tap_groups_w,
                int64_t{device.sm_count} * kRegisterBlocksPerSm,
                int64_t{device.sm_count} * 2,
-               g.filter_elements() * AccumulatorBytes(p.dtype), plan);
+               g.filter_elements() * AccumulatorSize(p.dtype), plan);
   plan->smem_bytes = int64_t{kRegisterThreads / 32} * plan->tap_rows *
-                     plan->tap_cols * AccumulatorBytes(p.dtype);
+                     plan->tap_cols * AccumulatorSize(p.dtype);
   return Status::Ok();
 }
 
@@ -235,7 +232,7 @@ void TiledShape(const Geometry& g, DType dtype, CudaPlan* plan) {
   const int64_t tiles = int64_t{plan->x_rows} * plan->x_pitch +
                         int64_t{kTiledBandRows} * plan->chunk_cols;
   const int64_t reduction = int64_t{kTiledThreads} * 8;
-  plan->smem_bytes = std::max(tiles, reduction) * AccumulatorBytes(dtype);
+  plan->smem_bytes = std::max(tiles, reduction) * AccumulatorSize(dtype);
 }
 
 bool TiledApplicable(const FilterGradParams& p, const CudaDevice& device,
@@ -284,7 +281,7 @@ Status PlanTiled(const FilterGradParams& p, const CudaDevice& device,
   ChooseSplits(units, 1, 2,
                plan->channel_blocks * plan->tap_groups_h * plan->tap_groups_w,
                int64_t{device.sm_count} * 6, int64_t{device.sm_count} * 2,
-               g.filter_elements() * AccumulatorBytes(p.dtype), plan);
+               g.filter_elements() * AccumulatorSize(p.dtype), plan);
   return Status::Ok();
 }
 
@@ -306,8 +303,7 @@ Status PlanCuda(const FilterGradParams& params, const CudaDevice& device,
         std::to_string(device.shared_memory_per_block));
   }
   if (g.filter_elements() == 0) return Status::Ok();  // kNothing
-  if (g.batch == 0 || g.out_rows == 0 || g.out_cols == 0 || g.in_rows == 0 ||
-      g.in_cols == 0) {
+  if (NothingToSum(g)) {
     plan->kernel = CudaKernel::kZero;
     return Status::Ok();
   }
@@ -341,7 +337,7 @@ Status PlanCuda(const FilterGradParams& params, const CudaDevice& device,
   }
   if (plan->splits > 1) {
     plan->workspace_bytes =
-        plan->splits * g.filter_elements() * AccumulatorBytes(params.dtype);
+        plan->splits * g.filter_elements() * AccumulatorSize(params.dtype);
     plan->finalize_blocks =
         std::min(CeilDiv(g.filter_elements(), 256),
                  int64_t{device.sm_count} * 16);

@@ -277,7 +277,7 @@ Status CheckFilterSizes(ShapeRef filter_sizes_shape,
                    "filter_cols, in_depth, depth_multiplier], but got " +
                    Str(length) +
                    // Hostile lengths are not echoed in full.
-                   (filter_sizes != nullptr && length <= 16
+                   (filter_sizes != nullptr && length <= kMaxEchoedFilterSizes
                         ? ": filter_sizes=" + FormatDims(filter_sizes, length)
                         : std::string()));
   }

@@ -21,6 +21,8 @@ namespace dwop {
 // turns a fuzzer's filter_sizes into a clear error, not an OOM kill.
 constexpr int64_t kMaxFilterElements = (int64_t{1} << 31) - 1;
 constexpr int64_t kMaxFilterBytes = int64_t{1} << 31;  // 2 GiB
+// A filter_sizes of a wrong length is echoed in messages up to this length.
+constexpr int64_t kMaxEchoedFilterSizes = 16;
 
 enum class Padding : int32_t { kSame = 0, kValid = 1, kExplicit = 2 };
 

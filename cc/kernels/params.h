@@ -19,6 +19,15 @@ inline int64_t DTypeSize(DType dtype) {
   return dtype == DType::kDouble ? 8 : dtype == DType::kFloat ? 4 : 2;
 }
 
+// Bytes per accumulator: half and bfloat16 sum in float32 (the runtime twin
+// of AccumulatorOf in float16.h).
+inline int64_t AccumulatorSize(DType dtype) {
+  return dtype == DType::kDouble ? 8 : 4;
+}
+
+// ceil(a / b) for b > 0 and any a.
+inline int64_t CeilDiv(int64_t a, int64_t b) { return a / b + (a % b > 0); }
+
 // The resolved shape of one depthwise filter-gradient problem.
 //
 //   input         [N, H, W, C]          (NHWC) or [N, C, H, W]          (NCHW)
@@ -36,11 +45,13 @@ inline int64_t DTypeSize(DType dtype) {
 // REQUIRES (guaranteed by ComputeGeometry): every size >= 0; strides and
 // dilations >= 1; pads >= 0; every element count and every byte size of the
 // three tensors fits in int64; filter_grad has at most 2^31-1 elements
-// (kMaxFilterElements) and 2 GiB (kMaxFilterBytes). An EMPTY tensor's other dimensions may be huge
-// ([0, 2^62, 2^62, 3] is valid): the counts below return 0 without
-// multiplying them, and the glue calls no kernel when any of the three
-// tensors is empty (NothingToSum in geometry.h), so a kernel sees only
-// non-empty tensors, whose dimensions multiply in any order without overflow.
+// (kMaxFilterElements) and 2 GiB (kMaxFilterBytes). An EMPTY tensor's other
+// dimensions may be huge ([0, 2^62, 2^62, 3] is valid): the counts below
+// return 0 without multiplying them, and no kernel runs when any of the three
+// tensors is empty (NothingToSum in geometry.h: the host paths write the
+// zeros with WriteZerosIfNothingToSum, the CUDA planner plans a memset), so a
+// kernel sees only non-empty tensors, whose dimensions multiply in any order
+// without overflow.
 // Products ACROSS tensors (out_rows * filter_rows, the flop count) are not
 // bounded: a kernel that forms one must use checked or floating-point
 // arithmetic.

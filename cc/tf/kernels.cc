@@ -156,9 +156,10 @@ class DepthwiseConv2dBackpropFilterOp : public OpKernel {
     const auto sizes_dims = filter_sizes.shape().dim_sizes();
     std::vector<int64_t> sizes;
     if (filter_sizes.dims() == 1) {
-      // Validation reads at most 16 values (it echoes no longer list), so a
-      // hostile length costs no huge copy.
-      sizes.resize(std::min<int64_t>(filter_sizes.NumElements(), 16));
+      // Validation reads no more values than it echoes, so a hostile length
+      // costs no huge copy.
+      sizes.resize(std::min<int64_t>(filter_sizes.NumElements(),
+                                     ::dwop::kMaxEchoedFilterSizes));
       for (size_t i = 0; i < sizes.size(); ++i) {
         sizes[i] = filter_sizes.dtype() == DT_INT32
                        ? filter_sizes.flat<int32_t>()(i)
