@@ -324,7 +324,8 @@ dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const void* input,
     DWOP_RETURN_IF_ERROR(dwop::MakeParams(problem, input, out_backprop,
                                           filter_backprop, &params));
     if (dwop::WriteZerosIfNothingToSum(params)) return dwop::Status::Ok();
-    const int64_t bytes = dwop::CpuWorkspaceBytes(params.geo, params.dtype);
+    const dwop::CpuPlan plan(params);
+    const int64_t bytes = plan.workspace_bytes();
     DWOP_RETURN_IF_ERROR(dwop::CheckWorkspaceBytes(params.geo, bytes));
     dwop::AlignedBuffer workspace(bytes);
     if (bytes > 0 && workspace.data == nullptr) {
@@ -332,7 +333,7 @@ dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const void* input,
           "could not allocate " + std::to_string(bytes) +
           " bytes of CPU workspace");
     }
-    return dwop::RunCpu(params, workspace.data, bytes,
+    return dwop::RunCpu(params, plan, workspace.data,
                         dwop::ThreadsParallelFor(num_threads));
   });
   return dwop::Report(status, error, error_size);

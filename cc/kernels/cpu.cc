@@ -21,6 +21,16 @@
 
 namespace dwop {
 namespace cpu {
+
+// A Plan and the tables it points into; CpuPlan owns one.
+struct PlanStorage {
+  Isa isa;
+  Plan plan;
+  std::vector<Range> row_valid, col_valid, row_blocks, col_blocks;
+  std::vector<TapRun> col_runs;
+  std::vector<int64_t> col_run_first;
+};
+
 namespace {
 
 // Staged input + out_backprop per thread: half of the 2 MB L2 of the target
@@ -279,13 +289,6 @@ double BlockingCost(const std::vector<Range>& row_valid,
   }
   return cost + 4.0 * static_cast<double>(margin * out_rows);
 }
-
-struct PlanStorage {
-  Plan plan;
-  std::vector<Range> row_valid, col_valid, row_blocks, col_blocks;
-  std::vector<TapRun> col_runs;
-  std::vector<int64_t> col_run_first;
-};
 
 // Plan::col_runs: each column block's output columns cut into runs of
 // constant valid taps (TapRuns).
@@ -589,7 +592,7 @@ int64_t PartialBytes(const Plan& p) {
          AccumulatorSize(p.dtype);
 }
 
-// Per-thread staging memory. The workspace cannot hold it: CpuWorkspaceBytes
+// Per-thread staging memory. The workspace cannot hold it: CpuPlan
 // does not know how many threads the caller's pool will use. Grown on demand
 // (bounded by kStageBudget plus small tables) and kept for the thread's
 // lifetime, so steady-state calls allocate nothing.
@@ -714,37 +717,25 @@ const char* CpuIsaName() {
   return "generic";
 }
 
-int64_t CpuWorkspaceBytes(const Geometry& geo, DType dtype) {
-  if (NothingToSum(geo)) return 0;
-  // The largest need of any level this CPU runs, so that the workspace fits
-  // whichever level RunCpu resolves DWOP_CPU_ISA to.
-  const cpu::Overrides o = cpu::ReadOverrides();
-  int64_t bytes = 0;
-  for (cpu::Isa isa : {cpu::Isa::kGeneric, cpu::Isa::kAvx2, cpu::Isa::kAvx512}) {
-    if (isa > cpu::DetectIsa()) break;
-    cpu::PlanStorage s;
-    cpu::MakePlan(geo, dtype, isa, o, &s);
-    bytes = std::max(bytes, cpu::PartialBytes(s.plan));
-  }
-  return bytes;
+CpuPlan::CpuPlan(const FilterGradParams& params) {
+  if (NothingToSum(params.geo)) return;
+  storage_ = std::make_unique<cpu::PlanStorage>();
+  storage_->isa = cpu::ActiveIsa();
+  cpu::MakePlan(params.geo, params.dtype, storage_->isa, cpu::ReadOverrides(),
+                storage_.get());
 }
 
-Status RunCpu(const FilterGradParams& params, void* workspace,
-              int64_t workspace_bytes, const ParallelFor& parallel_for) {
+CpuPlan::~CpuPlan() = default;
+
+int64_t CpuPlan::workspace_bytes() const {
+  return storage_ != nullptr ? cpu::PartialBytes(storage_->plan) : 0;
+}
+
+Status RunCpu(const FilterGradParams& params, const CpuPlan& cpu_plan,
+              void* workspace, const ParallelFor& parallel_for) {
   if (WriteZerosIfNothingToSum(params)) return Status::Ok();
-  const cpu::Isa isa = cpu::ActiveIsa();
-  cpu::PlanStorage storage;
-  cpu::MakePlan(params.geo, params.dtype, isa, cpu::ReadOverrides(), &storage);
-  cpu::Plan& plan = storage.plan;
-  // The environment is read again here: a DWOP_CPU_PLAN changed since the
-  // workspace was sized must not make the kernel write past it.
-  if (cpu::PartialBytes(plan) > workspace_bytes) {
-    return Status::Internal("the CPU plan needs " +
-                            std::to_string(cpu::PartialBytes(plan)) +
-                            " bytes of workspace but got " +
-                            std::to_string(workspace_bytes) +
-                            " (DWOP_CPU_PLAN changed during the call?)");
-  }
+  const cpu::Isa isa = cpu_plan.storage_->isa;
+  cpu::Plan plan = cpu_plan.storage_->plan;
   plan.input = params.input;
   plan.out_backprop = params.out_backprop;
   plan.partials = workspace;

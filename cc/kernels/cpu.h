@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 
 #include "cc/kernels/params.h"
 #include "cc/kernels/status.h"
@@ -18,24 +19,43 @@ using ParallelFor = std::function<void(
     int64_t n, int64_t cost_per_unit,
     const std::function<void(int64_t begin, int64_t end)>& fn)>;
 
-// The instruction-set level the next RunCpu call uses: "avx512", "avx2" or
+// The instruction-set level the next CpuPlan picks: "avx512", "avx2" or
 // "generic". The best the CPU supports, unless the environment variable
 // DWOP_CPU_ISA (read on every call) names a level: a level the CPU lacks
 // degrades to the best it has, an unknown value is ignored with a warning.
 const char* CpuIsaName();
 
-// Scratch the kernel needs for `geo` and `dtype`, in bytes; 0 is possible.
-// Covers every ISA level, so DWOP_CPU_ISA may change between this call and
-// RunCpu. Threads additionally keep up to ~1 MB of staging memory of their
-// own (cpu.cc: ThreadScratch).
-int64_t CpuWorkspaceBytes(const Geometry& geo, DType dtype);
+namespace cpu {
+struct PlanStorage;
+}  // namespace cpu
+
+// How RunCpu computes one problem. The ISA level (DWOP_CPU_ISA) and the
+// tiling (DWOP_CPU_PLAN) are resolved once, here, so the workspace the caller
+// allocates is the one the kernel uses.
+class CpuPlan {
+ public:
+  explicit CpuPlan(const FilterGradParams& params);
+  ~CpuPlan();
+  CpuPlan(const CpuPlan&) = delete;
+  CpuPlan& operator=(const CpuPlan&) = delete;
+
+  // Scratch RunCpu needs, in bytes; 0 is possible. Threads additionally keep
+  // up to ~1 MB of staging memory of their own (cpu.cc: ThreadScratch).
+  int64_t workspace_bytes() const;
+
+ private:
+  friend Status RunCpu(const FilterGradParams& params, const CpuPlan& plan,
+                       void* workspace, const ParallelFor& parallel_for);
+  std::unique_ptr<cpu::PlanStorage> storage_;  // null: nothing to sum
+};
 
 // Computes params.filter_backprop, writing every element (zeros when there is
-// nothing to sum). `workspace` holds `workspace_bytes` (CpuWorkspaceBytes())
-// bytes, 64-byte aligned. The result is bitwise identical whatever the pool does: work is
-// split in chunks that depend only on the geometry and reduced in a fixed order.
-Status RunCpu(const FilterGradParams& params, void* workspace,
-              int64_t workspace_bytes, const ParallelFor& parallel_for);
+// nothing to sum). `plan` was made from `params`; `workspace` holds
+// plan.workspace_bytes() bytes, 64-byte aligned. The result is bitwise
+// identical whatever the pool does: work is split in chunks that depend only
+// on the geometry and reduced in a fixed order.
+Status RunCpu(const FilterGradParams& params, const CpuPlan& plan,
+              void* workspace, const ParallelFor& parallel_for);
 
 }  // namespace dwop
 

@@ -65,7 +65,8 @@ struct Launcher<CPUDevice> {
                           const ::dwop::FilterGradParams& params) {
     // Empty problems get zeros here; no kernel sees their huge dimensions.
     if (::dwop::WriteZerosIfNothingToSum(params)) return absl::OkStatus();
-    const int64_t bytes = ::dwop::CpuWorkspaceBytes(params.geo, params.dtype);
+    const ::dwop::CpuPlan plan(params);
+    const int64_t bytes = plan.workspace_bytes();
     TF_RETURN_IF_ERROR(ToTf(::dwop::CheckWorkspaceBytes(params.geo, bytes)));
     Tensor workspace;
     if (bytes > 0) {
@@ -81,7 +82,7 @@ struct Launcher<CPUDevice> {
               n, thread::ThreadPool::SchedulingParams::Adaptive(cost), fn);
         };
     return ToTf(::dwop::RunCpu(
-        params, bytes > 0 ? workspace.flat<int8_t>().data() : nullptr, bytes,
+        params, plan, bytes > 0 ? workspace.flat<int8_t>().data() : nullptr,
         parallel_for));
   }
 };
