@@ -49,6 +49,15 @@ QUICK_CASES = ("mnv2_56x56x144_k3", "effb0_28x28x240_k5",
 # figure (two threads should then be close to twice as fast as one).
 LARGE_FLOPS = 2.5e8
 TIME_PER_ROUND = 0.25  # seconds each implementation runs per round (at least)
+# A result whose max relative error against the oracle exceeds this is wrong.
+WRONG_REL_ERROR = 1e-2
+
+
+def case_arrays(case, seed):
+  """(input, out_backprop) of a case's random_inputs in its NumPy dtype."""
+  from testing import numpy_dtype  # pylint: disable=g-import-not-at-top
+  dtype = numpy_dtype(case.dtype)
+  return tuple(a.astype(dtype) for a in case.random_inputs(seed))
 
 
 # --------------------------------------------------------------------------
@@ -62,7 +71,6 @@ def _worker(onednn):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import dwop  # pylint: disable=g-import-not-at-top
   import cabi  # pylint: disable=g-import-not-at-top
-  from testing import numpy_dtype  # pylint: disable=g-import-not-at-top
 
   lib = cabi.Library()
   state = {}
@@ -70,10 +78,8 @@ def _worker(onednn):
   sys.stdout = sys.stderr  # keep stray prints off the protocol channel
 
   def setup(name, seed):
-    case = next(c for c in case_table.BENCH if c.name == name)
-    x, dy = case.random_inputs(seed)
-    dtype = numpy_dtype(case.dtype)
-    x, dy = x.astype(dtype), dy.astype(dtype)
+    case = case_table.by_name(name, case_table.BENCH)
+    x, dy = case_arrays(case, seed)
     xt, dyt = tf.constant(x), tf.constant(dy)
     fs = tf.constant(case.filter, tf.int32)
     padding, explicit = dwop._ops.convert_padding(case.tf_padding)  # pylint: disable=protected-access
@@ -94,7 +100,7 @@ def _worker(onednn):
               case.data_format, case.tf_dilations, dtype=case.dtype,
               num_threads=t, out=state["buffer"]))
     state.update(case=case, impls=impls,
-                 buffer=np.empty(case.filter, dtype))
+                 buffer=np.empty(case.filter, x.dtype))
 
   def run(impl):
     result = state["impls"][impl]()
@@ -152,10 +158,9 @@ class Worker:
 def _memory_probe(name):
   """Prints dwop's peak memory beyond its inputs for one case, as JSON."""
   import cabi  # pylint: disable=g-import-not-at-top
-  from testing import numpy_dtype  # pylint: disable=g-import-not-at-top
-  case = next(c for c in case_table.BENCH if c.name == name)
-  dtype = numpy_dtype(case.dtype)
-  x, dy = (a.astype(dtype) for a in case.random_inputs(0))
+  case = case_table.by_name(name, case_table.BENCH)
+  x, dy = case_arrays(case, 0)
+  dtype = x.dtype
   out = np.empty(case.filter, dtype)
   lib = cabi.Library()
   # A tiny call first, so that paging in the library's code is not counted.
@@ -236,13 +241,10 @@ def time_case(case, workers, rounds, scratch):
     reply = worker.call(op="setup", case=case.name, seed=0)
     if "error" in reply:
       raise RuntimeError(reply["error"])
-  x, dy = case.random_inputs(0)
-  from testing import numpy_dtype  # pylint: disable=g-import-not-at-top
-  dtype = numpy_dtype(case.dtype)
+  x, dy = (a.astype(np.float64) for a in case_arrays(case, 0))
   oracle = reference.depthwise_conv2d_backprop_filter(
-      x.astype(dtype).astype(np.float64), case.filter,
-      dy.astype(dtype).astype(np.float64), case.tf_strides, case.tf_padding,
-      case.data_format, case.tf_dilations)
+      x, case.filter, dy, case.tf_strides, case.tf_padding, case.data_format,
+      case.tf_dilations)
   scale = max(np.abs(oracle).max(), 1e-30)
 
   stats = {}
@@ -296,13 +298,18 @@ def fmt(value, spec):
   return format(value, spec) if value is not None else "-"
 
 
+def ms_cell(row, label, wrong_mark, error_text):
+  """An implementation's time, marked when its result is wrong."""
+  entry = row.get(label, {})
+  if "ms" not in entry:
+    return error_text
+  wrong = entry.get("max_rel_error", 0) > WRONG_REL_ERROR
+  return f"{entry['ms']:.2f}" + (wrong_mark if wrong else "")
+
+
 def print_row(row):
   def ms(label):
-    entry = row.get(label, {})
-    if "ms" in entry:
-      flag = "*" if entry.get("max_rel_error", 0) > 1e-2 else ""
-      return f"{entry['ms']:.2f}{flag}"
-    return "err"
+    return ms_cell(row, label, "*", "err")
   print(f"{row['case']:<32} {ms('dwop'):>9} {ms('tf_onednn'):>10} "
         f"{ms('tf_native'):>10} {fmt(row['speedup'], '.1f'):>7}x "
         f"{fmt(row['roofline_ms'], '.2f'):>9} "
@@ -360,11 +367,7 @@ def markdown(results):
       "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
   def ms(row, label):
-    entry = row.get(label, {})
-    if "ms" not in entry:
-      return "error"
-    wrong = entry.get("max_rel_error", 0) > 1e-2
-    return f"{entry['ms']:.2f}" + (" (wrong)" if wrong else "")
+    return ms_cell(row, label, " (wrong)", "error")
 
   for r in results["cases"]:
     lines.append(
@@ -460,7 +463,8 @@ def main():
   print()
   for key, value in results["summary"].items():
     print(f"{key:<28} {fmt(value, '.3g')}")
-  print("* TensorFlow's result is wrong (max relative error > 1e-2)")
+  print("* TensorFlow's result is wrong (max relative error > "
+        f"{WRONG_REL_ERROR:g})")
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
   with open(os.path.join(args.out, "results.md"), "w") as f:

@@ -46,6 +46,14 @@ class Problem(ctypes.Structure):
       ("dilations", _I64P), ("num_dilations", ctypes.c_int32),
   ]
 
+  def set_array(self, field, count_field, values):
+    """Points `field` at a new int64 array of `values`, `count_field` at its
+    length; the array lives as long as this Problem (in `_arrays`)."""
+    arr = (ctypes.c_int64 * max(1, len(values)))(*[int(v) for v in values])
+    self.__dict__.setdefault("_arrays", []).append(arr)
+    setattr(self, field, ctypes.cast(arr, _I64P))
+    setattr(self, count_field, len(values))
+
 
 _GEOMETRY_FIELDS = [
     "batch", "in_rows", "in_cols", "in_depth", "depth_multiplier",
@@ -106,8 +114,18 @@ class Library:
     if version != ABI_VERSION:
       raise RuntimeError(f"{self.path} has ABI version {version}, "
                          f"expected {ABI_VERSION}")
-    self._keep = []
+    self._declare_host()
     self._declare_cuda()
+
+  def _declare_host(self):
+    """Exact prototypes of the host entry points (size_t, pointers)."""
+    lib, c = self.lib, ctypes
+    problem, err = c.POINTER(Problem), [c.c_char_p, c.c_size_t]
+    lib.dwop_validate.argtypes = [problem, c.POINTER(Geometry)] + err
+    lib.dwop_filter_grad_cpu.argtypes = [
+        problem, c.c_void_p, c.c_void_p, c.c_void_p, c.c_int32] + err
+    lib.dwop_filter_grad_reference.argtypes = [
+        problem, c.c_void_p, c.c_void_p, c.c_void_p] + err
 
   def _declare_cuda(self):
     """Argument types of the CUDA entry points (64-bit ints and pointers)."""
@@ -118,19 +136,12 @@ class Library:
     lib.dwop_cuda_device_count.argtypes = err
     lib.dwop_cuda_plan_problem.argtypes = [
         problem, c.c_int32, c.c_int32, c.c_int64, c.POINTER(CudaPlan)] + err
-    lib.dwop_filter_grad_cuda.argtypes = [
-        problem, c.c_void_p, c.c_void_p, c.c_void_p, c.c_void_p] + err
     lib.dwop_filter_grad_cuda_ex.argtypes = [
         problem, c.c_void_p, c.c_void_p, c.c_void_p, c.c_int32, c.c_void_p,
         c.c_int64, c.c_void_p] + err
     lib.dwop_filter_grad_cuda_emulated.argtypes = [
         problem, c.c_void_p, c.c_void_p, c.c_void_p, c.c_int32, c.c_int32,
         c.c_int64] + err
-
-  def _array(self, values):
-    arr = (ctypes.c_int64 * max(1, len(values)))(*[int(v) for v in values])
-    self._keep.append(arr)
-    return ctypes.cast(arr, _I64P), len(values)
 
   def problem(self, dtype, input_shape, filter_sizes, out_backprop_shape,
               strides, padding, data_format="NHWC",
@@ -140,19 +151,18 @@ class Library:
       padding, explicit_paddings = convert_padding(padding)
     p = Problem()
     p.dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
-    p.input_shape, p.input_rank = self._array(input_shape)
-    p.filter_sizes, p.num_filter_sizes = self._array(filter_sizes)
-    p.out_backprop_shape, p.out_backprop_rank = self._array(out_backprop_shape)
-    p.strides, p.num_strides = self._array(strides)
+    p.set_array("input_shape", "input_rank", input_shape)
+    p.set_array("filter_sizes", "num_filter_sizes", filter_sizes)
+    p.set_array("out_backprop_shape", "out_backprop_rank", out_backprop_shape)
+    p.set_array("strides", "num_strides", strides)
     p.padding = padding.encode()
-    p.explicit_paddings, p.num_explicit_paddings = self._array(
-        explicit_paddings)
+    p.set_array("explicit_paddings", "num_explicit_paddings",
+                explicit_paddings)
     p.data_format = data_format.encode()
-    p.dilations, p.num_dilations = self._array(dilations)
+    p.set_array("dilations", "num_dilations", dilations)
     return p
 
   def _check(self, status, error):
-    self._keep.clear()
     if status != 0:
       raise DwopError(_STATUS.get(status, str(status)),
                       error.value.decode(errors="replace"))

@@ -883,29 +883,13 @@ class CabiBackend:
     import cabi  # pylint: disable=g-import-not-at-top
     self.cabi = cabi
     self.lib = cabi.Library()
-    # A handle of our own, with exact prototypes (size_t, pointers).
-    f = ctypes.CDLL(self.lib.path)
-    problem_p = ctypes.POINTER(cabi.Problem)
-    vp, cp, size = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t
-    f.dwop_validate.argtypes = [problem_p, ctypes.POINTER(cabi.Geometry), cp,
-                                size]
-    f.dwop_filter_grad_cpu.argtypes = [problem_p, vp, vp, vp, ctypes.c_int32,
-                                       cp, size]
-    f.dwop_filter_grad_reference.argtypes = [problem_p, vp, vp, vp, cp, size]
-    for fn in (f.dwop_validate, f.dwop_filter_grad_cpu,
-               f.dwop_filter_grad_reference):
-      fn.restype = ctypes.c_int
-    # The CUDA kernels' bodies run on the host (every build has it): the same
-    # indexing as on a GPU, so ASan checks it here.
-    self.emulated = getattr(f, "dwop_filter_grad_cuda_emulated", None)
-    if self.emulated is not None:
-      self.emulated.argtypes = [problem_p, vp, vp, vp, ctypes.c_int32,
-                                ctypes.c_int32, ctypes.c_int64, cp, size]
-      self.emulated.restype = ctypes.c_int
-    self.f = f
+    # Library declares the exact prototypes (size_t, pointers). The CUDA
+    # kernels' bodies run on the host (every build has the emulator, and
+    # Library() needs it): the same indexing as on a GPU, so ASan checks it
+    # here.
+    self.f = self.lib.lib
 
   def _problem(self, spec):
-    self.lib._keep.clear()  # pylint: disable=protected-access
     c = spec.get("cabi") or {}
     padding, explicit = attr_padding(spec, "cabi")
     p = self.lib.problem(
@@ -996,9 +980,7 @@ class CabiBackend:
     out, _ = self._buffer("float64", np.full(4, -7.0),
                           null=null == "filter_backprop")
     ptr = lambda a: None if a is None else a.ctypes.data_as(ctypes.c_void_p)
-    calls = ["cpu", "reference"] + (["cuda_emulated"] if self.emulated
-                                     else [])
-    for call in calls:
+    for call in ("cpu", "reference", "cuda_emulated"):
       self.error.value = b""
       if call == "cpu":
         status = self.f.dwop_filter_grad_cpu(self.pref, ptr(x), ptr(dy),
@@ -1009,33 +991,34 @@ class CabiBackend:
                                                    ptr(out), self.error,
                                                    self.err_size)
       else:
-        status = self.emulated(self.pref, ptr(x), ptr(dy), ptr(out), 0, 2,
-                               48 << 10, self.error, self.err_size)
+        status = self.f.dwop_filter_grad_cuda_emulated(
+            self.pref, ptr(x), ptr(dy), ptr(out),
+            self.cabi.CUDA_PATHS["auto"], 2, 48 << 10, self.error,
+            self.err_size)
       self._check_refusal(spec, ex, status)
       if out is not None and not np.all(out == -7.0):
         raise Mismatch(f"dwop_filter_grad_{call} wrote its output on error")
 
   def _run_emulated(self, spec, xp, dp, n_out, null):
     """The CUDA paths, emulated: auto, register and tiled."""
-    if self.emulated is None:
-      return []
     results = []
     sm_count, smem = _emulated_devices(spec["seed"])
     # An empty problem needs no indexing: every path must take it.
     empty = 0 in (n_out, _elements(spec["input"]),
                   _elements(spec["out_backprop"]))
-    for path, name in ((0, "auto"), (1, "register"), (2, "tiled")):
+    for name, path in self.cabi.CUDA_PATHS.items():
       oa, op = self._buffer(spec["dtype"], elements=n_out,
                             null=null == "filter_backprop")
-      status = self.emulated(self.pref, xp, dp, op, path, sm_count, smem,
-                             self.error, self.err_size)
+      status = self.f.dwop_filter_grad_cuda_emulated(
+          self.pref, xp, dp, op, path, sm_count, smem, self.error,
+          self.err_size)
       who = f"cuda_emulated {name} ({sm_count} SMs)"
       # A forced path may refuse a problem it cannot run (the tiled one
       # needs unit column stride and dilation, and tiles that fit the
       # device's shared memory); the op's own choice only one beyond the
       # CUDA kernels' 32-bit indexing limit (cuda_plan.h). Never an empty one.
       if status == self.STATUS_INVALID and not empty and (
-          path != 0 or "with 32-bit integers" in self._message()):
+          name != "auto" or "with 32-bit integers" in self._message()):
         continue
       if status != 0:
         raise Mismatch(f"{who} failed: {self._message()}")

@@ -53,7 +53,7 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import cabi  # pylint: disable=g-import-not-at-top,wrong-import-position
 import cases  # pylint: disable=g-import-not-at-top,wrong-import-position
-import reference  # pylint: disable=g-import-not-at-top,wrong-import-position
+import testing  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 Case = cases.Case
 
@@ -98,7 +98,7 @@ CUDA_CASES = [
     Case("cuda_k3_m4_c5", (2, 7, 9, 5), (3, 3, 5, 4)),
 ]
 
-PATHS = ("auto", "register", "tiled")
+PATHS = tuple(cabi.CUDA_PATHS)  # ("auto", "register", "tiled")
 
 
 # ---- Host-side data in dwop's storage formats (no ml_dtypes needed).
@@ -122,11 +122,10 @@ def from_storage(values, dtype):
 
 
 def oracle(case, x, dy, absolute=False):
+  """The float64 oracle (testing.oracle); absolute: that of |x| and |dy|."""
   if absolute:
     x, dy = np.abs(x), np.abs(dy)
-  return reference.depthwise_conv2d_backprop_filter(
-      x, case.filter, dy, case.tf_strides, case.tf_padding, case.data_format,
-      case.tf_dilations)
+  return testing.oracle(case, x, dy)
 
 
 def within_tolerance(got, want, scale, dtype, factor=1.0):

@@ -13,21 +13,17 @@ column segments and staging groups of tap blocks.
 
 import contextlib
 import ctypes
+import functools
 import os
-import subprocess
-import sys
-import textwrap
 
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "python"))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cabi  # pylint: disable=g-import-not-at-top,wrong-import-position
-import cases  # pylint: disable=g-import-not-at-top,wrong-import-position
-import reference  # pylint: disable=g-import-not-at-top,wrong-import-position
+import testing
+
+import cabi  # pylint: disable=g-import-not-at-top,wrong-import-order
+import cases  # pylint: disable=g-import-not-at-top,wrong-import-order
 
 ISA_LEVELS = ("avx512", "avx2", "generic")
 
@@ -81,18 +77,27 @@ def supported_levels():
   return ISA_LEVELS[ISA_LEVELS.index(best):]
 
 
-def as_dtype(values, dtype):
-  if dtype == "bfloat16":
-    import ml_dtypes  # pylint: disable=g-import-not-at-top
-    return values.astype(ml_dtypes.bfloat16)
-  return values.astype(dtype)
-
-
 def run(case, x, dy, backend="cpu", num_threads=2):
   return library().filter_grad(
-      as_dtype(x, case.dtype), case.filter, as_dtype(dy, case.dtype),
+      x.astype(testing.numpy_dtype(case.dtype)), case.filter,
+      dy.astype(testing.numpy_dtype(case.dtype)),
       case.tf_strides, case.tf_padding, case.data_format, case.tf_dilations,
       backend=backend, num_threads=num_threads).astype(np.float64)
+
+
+def _read_only(*arrays):
+  for a in arrays:
+    a.flags.writeable = False
+  return arrays
+
+
+@functools.lru_cache(maxsize=None)
+def expected(case):
+  """(x, dy, float64 oracle, C++ reference backend) of a case, computed once
+  whatever the ISA or plan (read-only arrays: callers share them)."""
+  x, dy = case.random_inputs(seed=len(case.name))
+  return _read_only(x, dy, testing.oracle(case, x, dy),
+                    run(case, x, dy, backend="reference"))
 
 
 def _extra_geometries():
@@ -208,14 +213,10 @@ class CpuKernelTest(parameterized.TestCase):
   def check(self, case, isa, plan=None, num_threads=2):
     if isa not in supported_levels():
       self.skipTest(f"this CPU has no {isa}")
-    x, dy = case.random_inputs(seed=len(case.name))
-    want = reference.depthwise_conv2d_backprop_filter(
-        x, case.filter, dy, case.tf_strides, case.tf_padding,
-        case.data_format, case.tf_dilations)
+    x, dy, want, ref = expected(case)
     with environment(DWOP_CPU_ISA=isa, DWOP_CPU_PLAN=plan):
       self.assertEqual(cpu_isa(), isa)
       got = run(case, x, dy, num_threads=num_threads)
-    ref = run(case, x, dy, backend="reference")
     rtol, atol = TOLERANCE[case.dtype]
     atol *= max(1.0, float(np.max(np.abs(want), initial=0.0)))
     self.assertEqual(got.shape, tuple(case.filter))
@@ -330,8 +331,8 @@ class OverflowTest(parameterized.TestCase):
       self.skipTest(f"this CPU has no {isa}")
     _, dtype, x_shape, filt, dy_shape, strides, padding, layout, dil = spec
     rng = np.random.default_rng(5)
-    x = as_dtype(rng.standard_normal(x_shape), dtype)
-    dy = as_dtype(rng.standard_normal(dy_shape), dtype)
+    x = rng.standard_normal(x_shape).astype(testing.numpy_dtype(dtype))
+    dy = rng.standard_normal(dy_shape).astype(testing.numpy_dtype(dtype))
     lib = library()
     with environment(DWOP_CPU_ISA=isa):
       got = lib.filter_grad(x, filt, dy, strides, padding, layout, dil,
@@ -371,11 +372,9 @@ class PlanKnobTest(absltest.TestCase):
 
   def test_unknown_key_is_reported_and_ignored(self):
     # In a child: the warning is printed once per process, on fd 2.
-    here = os.path.dirname(os.path.abspath(__file__))
-    script = textwrap.dedent(f"""
-        import os, sys
+    proc = testing.run_python("""
+        import os
         import numpy as np
-        sys.path[:0] = [{os.path.join(os.path.dirname(here), "python")!r}]
         import cabi
         lib, rng = cabi.Library(), np.random.default_rng(0)
         x = rng.standard_normal([2, 9, 9, 20]).astype(np.float32)
@@ -386,8 +385,7 @@ class PlanKnobTest(absltest.TestCase):
         same = run("pieces=2").tobytes() == run("pieces=2,bogus=7").tobytes()
         print("SAME" if same else "DIFFERENT")
         """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True,
-                          text=True, check=True)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
     self.assertEqual(proc.stdout.strip(), "SAME")
     self.assertIn("ignoring unknown DWOP_CPU_PLAN key 'bogus'", proc.stderr)
 

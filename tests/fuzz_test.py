@@ -9,7 +9,6 @@ harness itself reports a crash, a hang and a wrong answer with a reproducer.
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -65,12 +64,11 @@ class SampleTest(parameterized.TestCase):
 
   @parameterized.parameters("tf", "cabi")
   def test_corpus(self, backend):
-    proc = subprocess.run(
+    rc, stdout, stderr = fuzz._run(  # pylint: disable=protected-access
         fuzz._child_cmd(["--replay", CORPUS, "--backend", backend]),  # pylint: disable=protected-access
-        env=fuzz._env(), capture_output=True, text=True, timeout=600,  # pylint: disable=protected-access
-        check=False)
-    self.assertEqual(proc.returncode, 0, proc.stderr[-5000:])
-    stats = fuzz._result(proc.stdout)  # pylint: disable=protected-access
+        timeout=600)
+    self.assertEqual(rc, 0, stderr[-5000:])
+    stats = fuzz._result(stdout)  # pylint: disable=protected-access
     specs = fuzz.read_specs(CORPUS)
     expected = sum(backend in s.get("backends", [backend]) for s in specs)
     self.assertEqual(stats["cases"], expected)

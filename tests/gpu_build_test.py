@@ -16,9 +16,7 @@
 """
 
 import os
-import subprocess
 import sys
-import textwrap
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -30,6 +28,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 import cabi  # pylint: disable=g-import-not-at-top,wrong-import-position
 import cases  # pylint: disable=g-import-not-at-top,wrong-import-position
 import gpu_check  # pylint: disable=g-import-not-at-top,wrong-import-position
+import testing  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 OP = "Dwop>DepthwiseConv2dBackpropFilter"
 CUDA_STAMP = b"DWOP_BUILT_WITH_CUDA=1"
@@ -136,9 +135,7 @@ class CudaAbiTest(parameterized.TestCase):
     if self.lib.cuda_device_count()[0] > 0:
       self.skipTest("a GPU is present: python/gpu_check.py runs the kernels")
     # In a subprocess: a crash must fail the test, not end the test run.
-    program = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {os.path.join(ROOT, "python")!r})
+    result = testing.run_python("""
         import cabi
         lib = cabi.Library()
         try:
@@ -146,10 +143,7 @@ class CudaAbiTest(parameterized.TestCase):
                                (1, 4, 4, 2), (1, 1, 1, 1), "SAME", 16, 32, 64)
         except cabi.DwopError as e:
           print(e.status, e.message)
-        """)
-    result = subprocess.run([sys.executable, "-c", program],
-                            capture_output=True, text=True, timeout=120,
-                            check=False)
+        """, timeout=120)
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertTrue(result.stdout.startswith("UNAVAILABLE "), result.stdout)
     self.assertTrue("built without CUDA" in result.stdout or
