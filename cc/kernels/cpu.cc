@@ -67,10 +67,6 @@ constexpr int64_t kMinAutoInPlaceCols = 16;
 constexpr int64_t kMinAutoInPlaceEdgeRatio = 7;
 constexpr double kMaxAutoInPlaceBytes = 64.0 * (1 << 20);
 
-// ceil(a / b) for b > 0 and any a, without forming a + b - 1 (which
-// overflows for a stride near INT64_MAX): division truncates toward zero,
-// which already is the ceiling for a <= 0.
-
 // a * b for a, b >= 0, saturated at INT64_MAX: for a product across
 // tensors (out_rows * stride_rows) that only bounds another size.
 int64_t SaturatedMul(int64_t a, int64_t b) {
@@ -100,6 +96,21 @@ Isa DetectIsa() {
 #endif
 }
 
+// Each level's DWOP_CPU_ISA name, register budget and chunk function,
+// indexed by Isa.
+struct IsaLevel {
+  const char* name;
+  const IsaInfo* info;
+  void (*run_chunk)(const Plan& plan, int64_t chunk, void* scratch);
+};
+constexpr IsaLevel kIsaLevels[] = {
+    {"generic", &kGenericInfo, &generic::RunChunk},
+    {"avx2", &kAvx2Info, &avx2::RunChunk},
+    {"avx512", &kAvx512Info, &avx512::RunChunk},
+};
+
+const IsaLevel& LevelOf(Isa isa) { return kIsaLevels[static_cast<int>(isa)]; }
+
 // DWOP_CPU_ISA, read on every call so that a process (a test) can switch
 // levels between calls. A level the CPU lacks degrades to the best it has;
 // an unknown value is reported once on stderr and ignored.
@@ -109,50 +120,19 @@ Isa ActiveIsa() {
   if (env == nullptr || env[0] == '\0' || std::strcmp(env, "auto") == 0) {
     return best;
   }
-  Isa wanted;
-  if (std::strcmp(env, "avx512") == 0) {
-    wanted = Isa::kAvx512;
-  } else if (std::strcmp(env, "avx2") == 0) {
-    wanted = Isa::kAvx2;
-  } else if (std::strcmp(env, "generic") == 0) {
-    wanted = Isa::kGeneric;
-  } else {
-    static std::atomic<bool> warned{false};
-    if (!warned.exchange(true)) {
-      std::fprintf(stderr,
-                   "dwop: ignoring DWOP_CPU_ISA=%s (expected avx512, avx2, "
-                   "generic or auto)\n",
-                   env);
+  for (const IsaLevel& level : kIsaLevels) {
+    if (std::strcmp(env, level.name) == 0) {
+      return std::min(static_cast<Isa>(&level - kIsaLevels), best);
     }
-    return best;
   }
-  return std::min(wanted, best);
-}
-
-const IsaInfo& InfoOf(Isa isa) {
-  switch (isa) {
-    case Isa::kAvx512:
-      return kAvx512Info;
-    case Isa::kAvx2:
-      return kAvx2Info;
-    case Isa::kGeneric:
-      break;
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true)) {
+    std::fprintf(stderr,
+                 "dwop: ignoring DWOP_CPU_ISA=%s (expected avx512, avx2, "
+                 "generic or auto)\n",
+                 env);
   }
-  return kGenericInfo;
-}
-
-using ChunkFn = void (*)(const Plan&, int64_t, void*);
-
-ChunkFn ChunkFnOf(Isa isa) {
-  switch (isa) {
-    case Isa::kAvx512:
-      return &avx512::RunChunk;
-    case Isa::kAvx2:
-      return &avx2::RunChunk;
-    case Isa::kGeneric:
-      break;
-  }
-  return &generic::RunChunk;
+  return best;
 }
 
 // --- Planning ----------------------------------------------------------------
@@ -496,7 +476,7 @@ void MakePlan(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
   p.out_depth = g.out_depth();
   p.partial_depth = CeilDiv(p.out_depth, 16) * 16;
 
-  const IsaInfo& info = InfoOf(isa);
+  const IsaInfo& info = *LevelOf(isa).info;
   const int64_t elem = AccumulatorSize(dtype);
   p.lanes = dtype == DType::kDouble ? info.lanes_double : info.lanes_float;
   p.num_blocks = CeilDiv(p.out_depth, p.lanes);
@@ -705,17 +685,7 @@ int64_t PlanBandRows(const Plan& p, int64_t oh_begin, int64_t oh_end,
 
 }  // namespace cpu
 
-const char* CpuIsaName() {
-  switch (cpu::ActiveIsa()) {
-    case cpu::Isa::kAvx512:
-      return "avx512";
-    case cpu::Isa::kAvx2:
-      return "avx2";
-    case cpu::Isa::kGeneric:
-      break;
-  }
-  return "generic";
-}
+const char* CpuIsaName() { return cpu::LevelOf(cpu::ActiveIsa()).name; }
 
 CpuPlan::CpuPlan(const FilterGradParams& params) {
   if (NothingToSum(params.geo)) return;
@@ -756,7 +726,7 @@ Status RunCpu(const FilterGradParams& params, const CpuPlan& cpu_plan,
       new std::atomic<int64_t>[plan.num_groups]);
   for (int64_t i = 0; i < plan.num_groups; ++i) finished[i] = 0;
 
-  const cpu::ChunkFn run_chunk = cpu::ChunkFnOf(isa);
+  const auto run_chunk = cpu::LevelOf(isa).run_chunk;
   std::atomic<bool> out_of_memory{false};
   parallel_for(plan.num_chunks(),
                cpu::SaturatingInt64(plan.work / plan.num_chunks()) + 1000,

@@ -25,7 +25,9 @@ inline int64_t AccumulatorSize(DType dtype) {
   return dtype == DType::kDouble ? 8 : 4;
 }
 
-// ceil(a / b) for b > 0 and any a.
+// ceil(a / b) for b > 0 and any a, without forming a + b - 1 (which
+// overflows for a stride near INT64_MAX): division truncates toward zero,
+// which already is the ceiling for a <= 0.
 inline int64_t CeilDiv(int64_t a, int64_t b) { return a / b + (a % b > 0); }
 
 // The resolved shape of one depthwise filter-gradient problem.
