@@ -67,7 +67,9 @@ int32_t RawDType(const dwop_problem* problem) {
   return dtype;
 }
 
-Status Resolve(const dwop_problem* problem, Geometry* geo) {
+// Validates `problem` and fills params->geo and params->dtype (not the
+// buffers).
+Status Resolve(const dwop_problem* problem, FilterGradParams* params) {
   if (problem == nullptr) return Status::InvalidArgument("problem is NULL");
   const int32_t dtype = RawDType(problem);
   if (dtype < DWOP_HALF || dtype > DWOP_DOUBLE) {
@@ -103,21 +105,21 @@ Status Resolve(const dwop_problem* problem, Geometry* geo) {
       conv, ShapeRef{input.data(), static_cast<int>(input.size())},
       ShapeRef{&num_sizes, 1}, sizes.data(),
       ShapeRef{out_backprop.data(), static_cast<int>(out_backprop.size())},
-      geo));
-  return CheckFilterBytes(*geo, static_cast<DType>(dtype));
+      &params->geo));
+  params->dtype = static_cast<DType>(dtype);
+  return CheckFilterBytes(params->geo, params->dtype);
 }
 
 Status MakeParams(const dwop_problem* problem, const void* input,
                   const void* out_backprop, void* filter_backprop,
                   FilterGradParams* params) {
-  DWOP_RETURN_IF_ERROR(Resolve(problem, &params->geo));
+  DWOP_RETURN_IF_ERROR(Resolve(problem, params));
   const Geometry& g = params->geo;
   if ((g.input_elements() > 0 && input == nullptr) ||
       (g.out_backprop_elements() > 0 && out_backprop == nullptr) ||
       (g.filter_elements() > 0 && filter_backprop == nullptr)) {
     return Status::InvalidArgument("a non-empty tensor's buffer is NULL");
   }
-  params->dtype = static_cast<DType>(RawDType(problem));
   params->input = input;
   params->out_backprop = out_backprop;
   params->filter_backprop = filter_backprop;
@@ -228,6 +230,16 @@ Status PlanningDevice(int32_t sm_count, int64_t shared_memory_per_block,
   return Status::Ok();
 }
 
+// The CUDA plan of `params` for a device with the given properties (the
+// current device's where sm_count <= 0).
+Status PlanFor(const FilterGradParams& params, int32_t path, int32_t sm_count,
+               int64_t shared_memory_per_block, CudaPlan* plan) {
+  CudaDevice device;
+  DWOP_RETURN_IF_ERROR(
+      PlanningDevice(sm_count, shared_memory_per_block, &device));
+  return PlanCuda(params, device, static_cast<CudaPath>(path), plan);
+}
+
 dwop_cuda_plan ToC(const CudaPlan& p) {
   dwop_cuda_plan c;
   c.kernel = static_cast<int32_t>(p.kernel);
@@ -265,11 +277,8 @@ Status FilterGradCuda(const dwop_problem* problem, const void* input,
   DWOP_RETURN_IF_ERROR(
       MakeParams(problem, input, out_backprop, filter_backprop, &params));
 #ifdef DWOP_WITH_CUDA
-  CudaDevice device;
-  DWOP_RETURN_IF_ERROR(CurrentCudaDevice(&device));
   CudaPlan plan;
-  DWOP_RETURN_IF_ERROR(
-      PlanCuda(params, device, static_cast<CudaPath>(path), &plan));
+  DWOP_RETURN_IF_ERROR(PlanFor(params, path, 0, 0, &plan));
   void* owned = nullptr;
   if (plan.workspace_bytes > 0) {
     if (workspace == nullptr) {
@@ -301,9 +310,10 @@ int32_t dwop_abi_version(void) { return DWOP_ABI_VERSION; }
 
 dwop_status dwop_validate(const dwop_problem* problem, dwop_geometry* geometry,
                           char* error, size_t error_size) {
-  dwop::Geometry g;
+  dwop::FilterGradParams params;
   dwop::Status status =
-      dwop::Guarded([&] { return dwop::Resolve(problem, &g); });
+      dwop::Guarded([&] { return dwop::Resolve(problem, &params); });
+  const dwop::Geometry& g = params.geo;
   if (status.ok() && geometry != nullptr) {
     *geometry = dwop_geometry{g.batch,         g.in_rows,       g.in_cols,
                               g.in_depth,      g.depth_multiplier,
@@ -378,22 +388,13 @@ dwop_status dwop_cuda_plan_problem(const dwop_problem* problem, int32_t path,
                                    size_t error_size) {
   const dwop::Status status = dwop::Guarded([&] {
     dwop::FilterGradParams params;
-    dwop::CudaDevice device;
+    DWOP_RETURN_IF_ERROR(dwop::Resolve(problem, &params));
+    if (plan == nullptr) return dwop::Status::InvalidArgument("plan is NULL");
     dwop::CudaPlan cuda_plan;
-    dwop::Status status = dwop::Resolve(problem, &params.geo);
-    if (status.ok() && plan == nullptr) {
-      status = dwop::Status::InvalidArgument("plan is NULL");
-    }
-    if (status.ok()) {
-      params.dtype = static_cast<dwop::DType>(dwop::RawDType(problem));
-      status = dwop::PlanningDevice(sm_count, shared_memory_per_block, &device);
-    }
-    if (status.ok()) {
-      status = dwop::PlanCuda(params, device,
-                              static_cast<dwop::CudaPath>(path), &cuda_plan);
-    }
-    if (status.ok()) *plan = dwop::ToC(cuda_plan);
-    return status;
+    DWOP_RETURN_IF_ERROR(dwop::PlanFor(params, path, sm_count,
+                                       shared_memory_per_block, &cuda_plan));
+    *plan = dwop::ToC(cuda_plan);
+    return dwop::Status::Ok();
   });
   return dwop::Report(status, error, error_size);
 }
@@ -428,19 +429,12 @@ dwop_status dwop_filter_grad_cuda_emulated(
     int64_t shared_memory_per_block, char* error, size_t error_size) {
   const dwop::Status status = dwop::Guarded([&] {
     dwop::FilterGradParams params;
-    dwop::CudaDevice device;
+    DWOP_RETURN_IF_ERROR(dwop::MakeParams(problem, input, out_backprop,
+                                          filter_backprop, &params));
     dwop::CudaPlan plan;
-    dwop::Status status = dwop::MakeParams(problem, input, out_backprop,
-                                           filter_backprop, &params);
-    if (status.ok()) {
-      status = dwop::PlanningDevice(sm_count, shared_memory_per_block, &device);
-    }
-    if (status.ok()) {
-      status = dwop::PlanCuda(params, device,
-                              static_cast<dwop::CudaPath>(path), &plan);
-    }
-    if (status.ok()) status = dwop::EmulateCuda(params, plan);
-    return status;
+    DWOP_RETURN_IF_ERROR(dwop::PlanFor(params, path, sm_count,
+                                       shared_memory_per_block, &plan));
+    return dwop::EmulateCuda(params, plan);
   });
   return dwop::Report(status, error, error_size);
 }
