@@ -55,6 +55,21 @@ constexpr ::dwop::DType DTypeOf<float>() { return ::dwop::DType::kFloat; }
 template <>
 constexpr ::dwop::DType DTypeOf<double>() { return ::dwop::DType::kDouble; }
 
+// Checks a kernel's workspace request and allocates it from TensorFlow's
+// allocator for the op's device; *data is null when no bytes are needed.
+absl::Status AllocateWorkspace(OpKernelContext* ctx,
+                               const ::dwop::Geometry& geo, int64_t bytes,
+                               Tensor* workspace, void** data) {
+  TF_RETURN_IF_ERROR(ToTf(::dwop::CheckWorkspaceBytes(geo, bytes)));
+  *data = nullptr;
+  if (bytes > 0) {
+    TF_RETURN_IF_ERROR(
+        ctx->allocate_temp(DT_INT8, TensorShape({bytes}), workspace));
+    *data = workspace->flat<int8_t>().data();
+  }
+  return absl::OkStatus();
+}
+
 // Runs the kernel of one device on validated params. Specialised per device.
 template <typename Device>
 struct Launcher;
@@ -66,13 +81,11 @@ struct Launcher<CPUDevice> {
     // Empty problems get zeros here; no kernel sees their huge dimensions.
     if (::dwop::WriteZerosIfNothingToSum(params)) return absl::OkStatus();
     const ::dwop::CpuPlan plan(params);
-    const int64_t bytes = plan.workspace_bytes();
-    TF_RETURN_IF_ERROR(ToTf(::dwop::CheckWorkspaceBytes(params.geo, bytes)));
     Tensor workspace;
-    if (bytes > 0) {
-      TF_RETURN_IF_ERROR(
-          ctx->allocate_temp(DT_INT8, TensorShape({bytes}), &workspace));
-    }
+    void* workspace_data;
+    TF_RETURN_IF_ERROR(AllocateWorkspace(ctx, params.geo,
+                                         plan.workspace_bytes(), &workspace,
+                                         &workspace_data));
     thread::ThreadPool* pool =
         ctx->device()->tensorflow_cpu_worker_threads()->workers;
     const ::dwop::ParallelFor parallel_for =
@@ -81,9 +94,7 @@ struct Launcher<CPUDevice> {
           pool->ParallelFor(
               n, thread::ThreadPool::SchedulingParams::Adaptive(cost), fn);
         };
-    return ToTf(::dwop::RunCpu(
-        params, plan, bytes > 0 ? workspace.flat<int8_t>().data() : nullptr,
-        parallel_for));
+    return ToTf(::dwop::RunCpu(params, plan, workspace_data, parallel_for));
   }
 };
 
@@ -117,17 +128,12 @@ struct Launcher<GpuDevice> {
     ::dwop::CudaPlan plan;
     TF_RETURN_IF_ERROR(ToTf(
         ::dwop::PlanCuda(params, device, ::dwop::CudaPath::kAuto, &plan)));
-    TF_RETURN_IF_ERROR(
-        ToTf(::dwop::CheckWorkspaceBytes(params.geo, plan.workspace_bytes)));
     Tensor workspace;
-    if (plan.workspace_bytes > 0) {
-      TF_RETURN_IF_ERROR(ctx->allocate_temp(
-          DT_INT8, TensorShape({plan.workspace_bytes}), &workspace));
-    }
-    return ToTf(::dwop::RunCuda(
-        params, plan,
-        plan.workspace_bytes > 0 ? workspace.flat<int8_t>().data() : nullptr,
-        stream->platform_specific_handle().stream));
+    void* workspace_data;
+    TF_RETURN_IF_ERROR(AllocateWorkspace(ctx, params.geo, plan.workspace_bytes,
+                                         &workspace, &workspace_data));
+    return ToTf(::dwop::RunCuda(params, plan, workspace_data,
+                                stream->platform_specific_handle().stream));
   }
 };
 #endif  // GOOGLE_CUDA
