@@ -11,10 +11,10 @@
 namespace dwop {
 namespace {
 
-// The register kernels use up to 256 threads; at most ~128 registers each
-// keeps two blocks resident per SM.
+// The register kernels use up to kRegisterThreads threads; at most ~128
+// registers each keeps two blocks resident per SM.
 template <typename T, int KHT, int KWT, int V>
-__global__ void __launch_bounds__(256, sizeof(gpu::Acc<T>) == 4 ? 2 : 1)
+__global__ void __launch_bounds__(kRegisterThreads, sizeof(gpu::Acc<T>) == 4 ? 2 : 1)
     RegisterNhwcKernel(const gpu::KernelArgs args) {
   extern __shared__ __align__(16) unsigned char smem[];
   gpu::RegisterState<gpu::Acc<T>, KHT, KWT, V> state;
@@ -24,7 +24,7 @@ __global__ void __launch_bounds__(256, sizeof(gpu::Acc<T>) == 4 ? 2 : 1)
 }
 
 template <typename T, int KHT, int KWT>
-__global__ void __launch_bounds__(256, sizeof(gpu::Acc<T>) == 4 ? 2 : 1)
+__global__ void __launch_bounds__(kRegisterThreads, sizeof(gpu::Acc<T>) == 4 ? 2 : 1)
     RegisterNchwKernel(const gpu::KernelArgs args) {
   extern __shared__ __align__(16) unsigned char smem[];
   gpu::RegisterState<gpu::Acc<T>, KHT, KWT, 1> state;
@@ -42,7 +42,7 @@ __global__ void __launch_bounds__(kTiledThreads, sizeof(gpu::Acc<T>) == 4 ? 2 : 
 }
 
 template <typename T>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(kFinalizeThreads)
     FinalizeKernel(const gpu::KernelArgs args) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -93,8 +93,8 @@ class Launcher {
 
   template <typename T>
   Status Finalize() {
-    FinalizeKernel<T><<<static_cast<unsigned>(plan_.finalize_blocks), 256, 0,
-                        stream_>>>(args_);
+    FinalizeKernel<T><<<static_cast<unsigned>(plan_.finalize_blocks),
+                        kFinalizeThreads, 0, stream_>>>(args_);
     return LaunchError("launching the finalize kernel");
   }
 
@@ -105,10 +105,6 @@ class Launcher {
   const gpu::KernelArgs& args_;
   cudaStream_t stream_;
 };
-
-bool Aligned(const void* p, int64_t bytes) {
-  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
-}
 
 }  // namespace
 
@@ -167,8 +163,7 @@ Status RunCuda(const FilterGradParams& params, const CudaPlan& plan,
         " bytes of 16-byte aligned workspace");
   }
   const int64_t vector_bytes = plan.vector * DTypeSize(params.dtype);
-  if (!Aligned(params.input, vector_bytes) ||
-      !Aligned(params.out_backprop, vector_bytes)) {
+  if (!BuffersAligned(params, vector_bytes)) {
     return Status::InvalidArgument(
         "the CUDA plan was made for buffers aligned to " +
         std::to_string(vector_bytes) + " bytes; these are not");

@@ -16,7 +16,6 @@ constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr int64_t kDimLimit = int64_t{1} << 30;
 // The per-split partial sums never take more device memory than this.
 constexpr int64_t kMaxSplitWorkspaceBytes = int64_t{256} << 20;
-constexpr int32_t kRegisterThreads = 256;
 // Blocks per SM the register kernels aim at: about two resident (at most 128
 // registers per thread) times two waves.
 constexpr int64_t kRegisterBlocksPerSm = 4;
@@ -25,10 +24,6 @@ constexpr int64_t kRegisterBlocksPerSm = 4;
 constexpr int64_t kMinSegmentCols = 8;
 
 int64_t RoundUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
-
-bool Aligned(const void* p, int64_t bytes) {
-  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
-}
 
 Status TooLarge(const std::string& what, int64_t value, int64_t limit) {
   return Status::InvalidArgument(
@@ -146,7 +141,7 @@ int32_t RegisterVector(const FilterGradParams& p, TapConfig config) {
   const int32_t widest = RegisterVectorWidth(config, p.dtype);
   const int64_t bytes = widest * DTypeSize(p.dtype);
   if (widest > 1 && g.depth_multiplier == 1 && g.in_depth % widest == 0 &&
-      Aligned(p.input, bytes) && Aligned(p.out_backprop, bytes)) {
+      BuffersAligned(p, bytes)) {
     return widest;
   }
   return 1;
@@ -339,7 +334,7 @@ Status PlanCuda(const FilterGradParams& params, const CudaDevice& device,
     plan->workspace_bytes =
         plan->splits * g.filter_elements() * AccumulatorSize(params.dtype);
     plan->finalize_blocks =
-        std::min(CeilDiv(g.filter_elements(), 256),
+        std::min(CeilDiv(g.filter_elements(), kFinalizeThreads),
                  int64_t{device.sm_count} * 16);
   }
   return Status::Ok();

@@ -52,11 +52,26 @@ enum class TapConfig : int32_t {
   kTile32 = 6,
 };
 
+// Threads per block of the register kernels and of the finalize pass.
+constexpr int32_t kRegisterThreads = 256;
+constexpr int32_t kFinalizeThreads = 256;
+
 // Constants of the tiled kernel (cuda_kernels.h relies on them).
 constexpr int32_t kTiledThreads = 256;  // 8 warps
 constexpr int32_t kTiledBandRows = 8;   // output rows per unit: one per warp
 constexpr int32_t kTiledTile = 32;      // taps per tile side
 constexpr int32_t kTiledMaxChunk = 64;  // output columns per unit at most
+
+// Whether p starts on a multiple of `bytes`.
+inline bool Aligned(const void* p, int64_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
+}
+
+// Whether input and out_backprop both do: the vector loads a plan was made
+// for need it.
+inline bool BuffersAligned(const FilterGradParams& p, int64_t bytes) {
+  return Aligned(p.input, bytes) && Aligned(p.out_backprop, bytes);
+}
 
 // Rows and columns of each TapConfig, in enum order (compile-time template
 // arguments of the kernels, too).
