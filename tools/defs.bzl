@@ -129,7 +129,9 @@ def pytest_test(name, src, deps = [], data = [], env = {}, **kwargs):
     """A py_test that runs the pytest (or absl) test file `src` with pytest.
 
     tools/pytest_main.py runs it: JUnit XML for Bazel, --test_filter as
-    pytest -k, and shard_count splits the test cases across processes.
+    pytest -k, and shard_count splits the test cases across processes. It
+    runs against the libraries Bazel built: the op library through the dwop
+    package ($DWOP_LIBRARY), the C ABI through python/cabi.py ($DWOP_CABI).
     """
     native.py_test(
         name = name,
@@ -137,8 +139,12 @@ def pytest_test(name, src, deps = [], data = [], env = {}, **kwargs):
         main = "//tools:pytest_main.py",
         args = ["$(rootpath %s)" % src],
         deps = deps,
-        data = data,
-        env = env,
+        data = data + ["//:dwop/_dwop_ops.so", "//:libdwop_c.so"],
+        env = dict(
+            env,
+            DWOP_CABI = "$(rootpath //:libdwop_c.so)",
+            DWOP_LIBRARY = "$(rootpath //:dwop/_dwop_ops.so)",
+        ),
         # Without it Bazel adds __init__.py files that turn tests/ into a
         # package and break its conftest's imports.
         legacy_create_init = False,
