@@ -29,16 +29,17 @@ CABI := $(BUILD)/libdwop_c.so
 CXXFLAGS ?= -O3
 KERNEL_CXXFLAGS := -std=c++17 -fPIC -fvisibility=hidden -Wall -Wextra \
                    -Werror=return-type -I. -MMD -MP $(CXXFLAGS)
-KERNEL_SRCS := $(filter-out %.cu.cc,$(wildcard cc/kernels/*.cc))
+# Each room (common, cpu, cuda) of cc/kernels; .cu.cc files go to nvcc.
+KERNEL_SRCS := $(filter-out %.cu.cc,$(wildcard cc/kernels/*/*.cc))
 KERNEL_OBJS := $(KERNEL_SRCS:%.cc=$(BUILD)/%.o)
 CABI_OBJS := $(BUILD)/cc/c_api/dwop_c.o
 
 # --- CUDA (section owned by the CUDA build).
-# cc/kernels/*.cu.cc are compiled by nvcc (no TensorFlow include path) for
+# cc/kernels/cuda/*.cu.cc are compiled by nvcc (no TensorFlow include path) for
 # sm_80 and sm_90 plus compute_90 PTX, and linked with the static CUDA runtime
 # into both libraries. The runtime's directory comes from CUDA_HOME when set,
 # else from what nvcc itself reports (`nvcc --dryrun`: robust to wrappers).
-# The emulator (cuda_emulator.cc) and planner are plain C++, always built.
+# The emulator (cuda/emulator.cc) and planner are plain C++, always built.
 DWOP_CUDA ?= 1
 NVCC ?= $(shell command -v nvcc 2>/dev/null)
 CUDA_OBJS :=
@@ -58,7 +59,7 @@ CUDA_LIBDIR := $(patsubst %/,%,$(dir $(firstword $(wildcard \
 ifeq ($(CUDA_LIBDIR),)
 $(error nvcc is $(NVCC) but libcudart_static.a is in none of [$(CUDA_LIB_CANDIDATES)]; set CUDA_HOME, or DWOP_CUDA=0 to build without CUDA)
 endif
-CUDA_SRCS := $(wildcard cc/kernels/*.cu.cc)
+CUDA_SRCS := $(wildcard cc/kernels/cuda/*.cu.cc)
 CUDA_OBJS := $(CUDA_SRCS:%.cu.cc=$(BUILD)/%.cu.o)
 # The runtime's symbols stay private to our libraries (TensorFlow loads its
 # own libcudart).
@@ -83,7 +84,7 @@ $(shell mkdir -p $(BUILD) && [ "$$(cat $(BUILD)/cuda.config 2>/dev/null)" = \
 $(BUILD)/cc/tf/kernels.o $(BUILD)/cc/c_api/dwop_c.o: $(BUILD)/cuda.config
 
 # The emulator is a test tool: keep its compile time down.
-$(BUILD)/cc/kernels/cuda_emulator.o: KERNEL_CXXFLAGS += -O1
+$(BUILD)/cc/kernels/cuda/emulator.o: KERNEL_CXXFLAGS += -O1
 
 # --- TensorFlow glue. Flags come from the interpreter's tf.sysconfig, cached
 # in $(BUILD)/tf/ (TensorFlow's headers are treated as system headers).
@@ -114,12 +115,13 @@ $(TF_CFG): python/tf_config.py
 	@mkdir -p $(dir $@)
 	$(PY) python/tf_config.py $(TF_CFG)
 
-# The CPU kernel is compiled once per ISA level; cc/kernels/cpu.cc picks one
-# at run time (DWOP_CPU_ISA can force a lower one). Only these objects get
-# -m flags: the rest of the library stays portable.
-$(BUILD)/cc/kernels/cpu_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512vl \
+# CPU kernels are compiled once per ISA level: every cc/kernels/cpu/*_avx512.cc
+# and *_avx2.cc gets that level's flags (cpu/cpu.cc picks a level at run time;
+# DWOP_CPU_ISA can force a lower one). Only these objects get -m flags: the
+# rest of the library stays portable.
+$(BUILD)/cc/kernels/cpu/%_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512vl \
     -mavx512dq -mavx2 -mfma -mf16c
-$(BUILD)/cc/kernels/cpu_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
+$(BUILD)/cc/kernels/cpu/%_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 
 $(BUILD)/cc/kernels/%.o: cc/kernels/%.cc
 	@mkdir -p $(dir $@)
@@ -195,7 +197,7 @@ fuzz: build
 	    --per-child 1000 --seed $(FUZZ_SEED) --jobs $(FUZZ_JOBS)
 
 # The instrumented C ABI and replay driver of one sanitizer: every
-# cc/kernels/*.cc (each ISA variant with its own flags, as in the normal
+# cc/kernels/*/*.cc (each ISA variant with its own flags, as in the normal
 # build), without CUDA.
 sanitize-build:
 	$(MAKE) cabi BUILD=$(SAN_DIR) CXX="$(CXX) $(SAN_FLAGS)" CXXFLAGS=-O1 \

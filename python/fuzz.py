@@ -55,7 +55,7 @@ import testing  # pylint: disable=g-import-not-at-top,wrong-import-position
 INT64_MAX = 2**63 - 1
 INT64_MIN = -2**63
 INT32_MAX = 2**31 - 1
-# cc/kernels/geometry.h
+# cc/kernels/common/geometry.h
 MAX_FILTER_ELEMENTS = 2**31 - 1
 MAX_FILTER_BYTES = 2**31
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
@@ -270,7 +270,7 @@ def _cabi_stage(spec):
 
 
 def _attrs_stage(spec, backend):
-  """ParseAttrs (cc/kernels/geometry.cc), in its order."""
+  """ParseAttrs (cc/kernels/common/geometry.cc), in its order."""
   df = _c_string(spec["data_format"], backend)
   df = "NHWC" if df is None else df
   if df not in LAYOUTS:
@@ -327,7 +327,7 @@ def attr_padding(spec, backend):
 
 
 def _geometry_stage(spec, attrs):
-  """ComputeGeometry (cc/kernels/geometry.cc), in its order."""
+  """ComputeGeometry (cc/kernels/common/geometry.cc), in its order."""
   df, padding, (sh, sw), (dh, dw), (pt, pb, pl, pr) = attrs
   x, dy = spec["input"], spec["out_backprop"]
   fs = spec["filter_sizes"]

@@ -1,7 +1,7 @@
 """The fast CPU kernel (cc/kernels/cpu*.cc) through the C ABI, without TensorFlow.
 
 Every ISA level runs in this one process: DWOP_CPU_ISA is read by the library
-on every call (cc/kernels/cpu.cc), so a test sets it around its calls. Each
+on every call (cc/kernels/cpu/cpu.cc), so a test sets it around its calls. Each
 case is checked against the float64 NumPy oracle (python/reference.py) with a
 per-dtype tolerance and against the naive C++ reference backend; outputs are
 NaN-poisoned by python/cabi.py before every call, so an element the kernel

@@ -1,4 +1,4 @@
-"""Every validation rule of the op (cc/kernels/geometry.cc) and of its Python
+"""Every validation rule of the op (cc/kernels/common/geometry.cc) and of its Python
 API (dwop/_ops.py), eagerly and under tf.function.
 
 Each rule asserts the error type and that the message names the argument, the

@@ -5,10 +5,10 @@
   without a GPU (skipped, saying so, when it was built without CUDA).
 - The C ABI reports CUDA availability consistently, and its CUDA entry points
   answer with a clean error on a machine without a GPU.
-- The launch planner (cc/kernels/cuda_plan.h) gives consistent grids, tap and
+- The launch planner (cc/kernels/cuda/plan.h) gives consistent grids, tap and
   channel coverage, work splits, shared memory and workspace for every case
   of tests/cases.py, and refuses what its 32-bit indices cannot reach.
-- The CUDA kernels' code, run by the host emulator (cc/kernels/cuda.h,
+- The CUDA kernels' code, run by the host emulator (cc/kernels/cuda/cuda.h,
   EmulateCuda), matches the float64 oracle for every CONFORMANCE case and the
   CUDA-specific cases of python/gpu_check.py, through every kernel family and
   several reduction splits. On a GPU, python/gpu_check.py runs the same code

@@ -32,8 +32,8 @@ def kernel_source_libraries(copts_by_source, deps):
     """One library per cc/kernels source that needs flags of its own.
 
     Args:
-      copts_by_source: dict from a file name in cc/kernels to its extra
-        compiler flags; a file that does not exist (yet) is skipped.
+      copts_by_source: dict from a glob pattern under cc/kernels to the
+        extra compiler flags of the files it matches (none is fine).
       deps: what the sources include (the kernel headers).
 
     Returns:
@@ -46,7 +46,7 @@ def kernel_source_libraries(copts_by_source, deps):
         src = native.glob(["cc/kernels/" + source], allow_empty = True)
         if not src:
             continue
-        name = "kernels_" + source.split(".")[0]
+        name = "kernels_" + source.split(".")[0].replace("/", "_").replace("*", "")
         kernel_library(
             name = name,
             srcs = src,

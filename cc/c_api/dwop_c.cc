@@ -14,10 +14,10 @@
 #include <thread>
 #include <vector>
 
-#include "cc/kernels/cpu.h"
-#include "cc/kernels/cuda.h"
-#include "cc/kernels/geometry.h"
-#include "cc/kernels/reference.h"
+#include "cc/kernels/cpu/cpu.h"
+#include "cc/kernels/cuda/cuda.h"
+#include "cc/kernels/common/geometry.h"
+#include "cc/kernels/common/reference.h"
 
 namespace dwop {
 namespace {

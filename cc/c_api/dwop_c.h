@@ -3,7 +3,7 @@
  * check, none of which need TensorFlow.
  *
  * Every entry point validates its arguments with the same code as the
- * TensorFlow op (cc/kernels/geometry.h) and returns a dwop_status; on failure
+ * TensorFlow op (cc/kernels/common/geometry.h) and returns a dwop_status; on failure
  * it writes a NUL-terminated message into `error` (at most error_size bytes,
  * error may be NULL). A call refused by validation leaves the output
  * untouched; after a failure while computing (out of memory, a CUDA error)
@@ -90,14 +90,14 @@ DWOP_EXPORT dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const 
  * environment variable DWOP_CPU_ISA, read on every call, forces a lower one. */
 DWOP_EXPORT const char* dwop_cpu_isa(void);
 
-/* The naive reference kernel (cc/kernels/reference.h); single-threaded. */
+/* The naive reference kernel (cc/kernels/common/reference.h); single-threaded. */
 DWOP_EXPORT dwop_status dwop_filter_grad_reference(const dwop_problem* problem,
                                        const void* input,
                                        const void* out_backprop,
                                        void* filter_backprop, char* error,
                                        size_t error_size);
 
-/* ---- CUDA (cc/kernels/cuda.h). Always declared. In a library built without
+/* ---- CUDA (cc/kernels/cuda/cuda.h). Always declared. In a library built without
  * CUDA, and on a machine without a CUDA driver or device, the entry points
  * that need a GPU return DWOP_UNAVAILABLE and say why. Problems are validated
  * exactly as for the CPU kernel. */
@@ -109,7 +109,7 @@ typedef enum dwop_cuda_path {
                              dilation; DWOP_INVALID_ARGUMENT otherwise) */
 } dwop_cuda_path;
 
-/* What the planner chose (cc/kernels/cuda_plan.h, CudaPlan). kernel: 0 no
+/* What the planner chose (cc/kernels/cuda/plan.h, CudaPlan). kernel: 0 no
  * output elements, 1 zero fill, 2 register NHWC, 3 register NCHW, 4 tiled. */
 typedef struct dwop_cuda_plan {
   int32_t kernel, tap_rows, tap_cols, vector, threads, lanes_x, lanes_y;
@@ -158,7 +158,7 @@ DWOP_EXPORT dwop_status dwop_filter_grad_cuda_ex(
     int64_t workspace_bytes, void* cuda_stream, char* error,
     size_t error_size);
 
-/* The CUDA kernels' code run on the host (cc/kernels/cuda.h, EmulateCuda) on
+/* The CUDA kernels' code run on the host (cc/kernels/cuda/cuda.h, EmulateCuda) on
  * host buffers, planned as dwop_cuda_plan_problem plans (with the buffers'
  * real alignment): the same arithmetic in the same order, so the same bits as
  * the GPU. Every build has it; slow, for small problems (tests). */

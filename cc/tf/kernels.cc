@@ -1,12 +1,12 @@
 // The OpKernel: attributes are parsed in the constructor, shapes validated in
-// Compute (both by cc/kernels/geometry.h, shared with every device), then a
+// Compute (both by cc/kernels/common/geometry.h, shared with every device), then a
 // device launcher runs the framework-free kernel.
 #include <cstdint>
 #include <vector>
 
-#include "cc/kernels/cpu.h"
-#include "cc/kernels/geometry.h"
-#include "cc/kernels/params.h"
+#include "cc/kernels/cpu/cpu.h"
+#include "cc/kernels/common/geometry.h"
+#include "cc/kernels/common/params.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -17,7 +17,7 @@
 #if GOOGLE_CUDA
 #include <algorithm>
 
-#include "cc/kernels/cuda.h"
+#include "cc/kernels/cuda/cuda.h"
 #include "xla/stream_executor/device_description.h"
 #include "xla/stream_executor/stream.h"
 #include "xla/stream_executor/stream_executor.h"
@@ -107,7 +107,7 @@ __attribute__((used)) extern const char kBuiltWithCuda[] =
 // headers out of this file.
 struct GpuDevice {};
 
-// The CUDA kernel (cc/kernels/cuda.h) on the op's stream: planned for the
+// The CUDA kernel (cc/kernels/cuda/cuda.h) on the op's stream: planned for the
 // op's device, with its workspace from TensorFlow's allocator.
 template <>
 struct Launcher<GpuDevice> {

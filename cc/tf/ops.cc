@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "cc/kernels/geometry.h"
+#include "cc/kernels/common/geometry.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"

@@ -37,7 +37,7 @@
 #include <vector>
 
 #include "cc/c_api/dwop_c.h"
-#include "cc/kernels/float16.h"
+#include "cc/kernels/common/float16.h"
 
 namespace {
 

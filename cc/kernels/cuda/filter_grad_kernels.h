@@ -40,17 +40,17 @@
 // Every block writes the sum over its part of the reduction (its split) for
 // its taps and channels: into the workspace (splits > 1), added in split order
 // by FinalizeElement, or straight into the filter (splits == 1).
-#ifndef DWOP_CC_KERNELS_CUDA_KERNELS_H_
-#define DWOP_CC_KERNELS_CUDA_KERNELS_H_
+#ifndef DWOP_CC_KERNELS_CUDA_FILTER_GRAD_KERNELS_H_
+#define DWOP_CC_KERNELS_CUDA_FILTER_GRAD_KERNELS_H_
 
 #include <cstdint>
 #include <string>
 #include <type_traits>
 
-#include "cc/kernels/cuda_plan.h"
-#include "cc/kernels/float16.h"
-#include "cc/kernels/params.h"
-#include "cc/kernels/status.h"
+#include "cc/kernels/cuda/plan.h"
+#include "cc/kernels/common/float16.h"
+#include "cc/kernels/common/params.h"
+#include "cc/kernels/common/status.h"
 
 #if defined(__CUDACC__)
 #include <cuda_bf16.h>
@@ -859,4 +859,4 @@ Status VisitPlan(const CudaPlan& plan, DType dtype, Layout layout,
 }  // namespace gpu
 }  // namespace dwop
 
-#endif  // DWOP_CC_KERNELS_CUDA_KERNELS_H_
+#endif  // DWOP_CC_KERNELS_CUDA_FILTER_GRAD_KERNELS_H_

@@ -5,9 +5,9 @@
 #include <cstring>
 #include <vector>
 
-#include "cc/kernels/cuda.h"
-#include "cc/kernels/cuda_kernels.h"
-#include "cc/kernels/geometry.h"
+#include "cc/kernels/cuda/cuda.h"
+#include "cc/kernels/cuda/filter_grad_kernels.h"
+#include "cc/kernels/common/geometry.h"
 
 namespace dwop {
 namespace {

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string>
 
-#include "cc/kernels/cuda.h"
-#include "cc/kernels/cuda_kernels.h"
+#include "cc/kernels/cuda/cuda.h"
+#include "cc/kernels/cuda/filter_grad_kernels.h"
 
 namespace dwop {
 namespace {

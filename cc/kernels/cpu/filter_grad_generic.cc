@@ -5,15 +5,15 @@
 #include <cstdint>
 #include <cstring>
 
-#include "cc/kernels/cpu_plan.h"
-#include "cc/kernels/float16.h"
+#include "cc/kernels/cpu/plan.h"
+#include "cc/kernels/common/float16.h"
 
 namespace dwop {
 namespace cpu {
 namespace generic {
 namespace {
 
-#include "cc/kernels/cpu_simd_base.inc"
+#include "cc/kernels/cpu/simd.inc"
 
 template <typename Elem, int kL>
 struct VectorExtTraits : SimdBase<VectorExtTraits<Elem, kL>, Elem, kL> {
@@ -49,7 +49,7 @@ struct VectorExtTraits : SimdBase<VectorExtTraits<Elem, kL>, Elem, kL> {
 using F32 = VectorExtTraits<float, 4>;
 using F64 = VectorExtTraits<double, 2>;
 
-#include "cc/kernels/cpu_kernel.inc"
+#include "cc/kernels/cpu/filter_grad.inc"
 
 }  // namespace
 

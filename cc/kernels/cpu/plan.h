@@ -26,7 +26,7 @@
 
 #include <cstdint>
 
-#include "cc/kernels/params.h"
+#include "cc/kernels/common/params.h"
 
 namespace dwop {
 namespace cpu {

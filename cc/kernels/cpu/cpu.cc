@@ -3,7 +3,7 @@
 // partial gradients in a fixed order. The arithmetic lives in the per-ISA
 // units (cpu_avx512.cc, cpu_avx2.cc, cpu_generic.cc); this file is compiled
 // with the baseline flags like the rest of the library.
-#include "cc/kernels/cpu.h"
+#include "cc/kernels/cpu/cpu.h"
 
 #include <algorithm>
 #include <atomic>
@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "cc/kernels/cpu_plan.h"
-#include "cc/kernels/float16.h"
-#include "cc/kernels/geometry.h"
+#include "cc/kernels/cpu/plan.h"
+#include "cc/kernels/common/float16.h"
+#include "cc/kernels/common/geometry.h"
 
 namespace dwop {
 namespace cpu {

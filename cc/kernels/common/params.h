@@ -4,8 +4,8 @@
 // validates the op's arguments once (geometry.h), fills a FilterGradParams and
 // hands it to a kernel (reference.h, cpu.h, cuda.h). Kernels may assume every
 // invariant documented below holds.
-#ifndef DWOP_CC_KERNELS_PARAMS_H_
-#define DWOP_CC_KERNELS_PARAMS_H_
+#ifndef DWOP_CC_KERNELS_COMMON_PARAMS_H_
+#define DWOP_CC_KERNELS_COMMON_PARAMS_H_
 
 #include <cstdint>
 
@@ -30,7 +30,8 @@ inline int64_t AccumulatorSize(DType dtype) {
 // which already is the ceiling for a <= 0.
 inline int64_t CeilDiv(int64_t a, int64_t b) { return a / b + (a % b > 0); }
 
-// The resolved shape of one depthwise filter-gradient problem.
+// The resolved shape of one depthwise convolution problem, shared by its three
+// ops (forward, input gradient, filter gradient; OpKind below).
 //
 //   input         [N, H, W, C]          (NHWC) or [N, C, H, W]          (NCHW)
 //   out_backprop  [N, OH, OW, C*M]      (NHWC) or [N, C*M, OH, OW]      (NCHW)
@@ -94,9 +95,37 @@ struct Geometry {
   }
 };
 
-// One call: the geometry, the element type shared by all three tensors, and
-// dense row-major buffers in the layouts described above. For the CUDA kernels
-// the pointers are device pointers.
+// The three ops of a depthwise layer, named in messages.
+enum class OpKind : int32_t { kForward = 0, kInputGrad = 1, kFilterGrad = 2 };
+
+// One call of each op: the geometry, the element type shared by all three
+// tensors, and dense row-major buffers in the layouts described above
+// (`output` and `in_backprop` have the shapes of out_backprop and input). For
+// the CUDA kernels the pointers are device pointers.
+//
+//   forward:     output[n, oh, ow, c*M + m] = sum over kh, kw of
+//                    input[n, ih, iw, c] * filter[kh, kw, c, m]
+//   input grad:  in_backprop[n, ih, iw, c] = sum over every (oh, ow, kh, kw, m)
+//                    with ih, iw as above of
+//                    filter[kh, kw, c, m] * out_backprop[n, oh, ow, c*M + m]
+//
+// with ih = oh*stride_rows + kh*dilation_rows - pad_top and iw likewise.
+struct ForwardParams {
+  Geometry geo;
+  DType dtype = DType::kFloat;
+  const void* input = nullptr;
+  const void* filter = nullptr;
+  void* output = nullptr;
+};
+
+struct InputGradParams {
+  Geometry geo;
+  DType dtype = DType::kFloat;
+  const void* filter = nullptr;
+  const void* out_backprop = nullptr;
+  void* in_backprop = nullptr;
+};
+
 struct FilterGradParams {
   Geometry geo;
   DType dtype = DType::kFloat;
@@ -107,4 +136,4 @@ struct FilterGradParams {
 
 }  // namespace dwop
 
-#endif  // DWOP_CC_KERNELS_PARAMS_H_
+#endif  // DWOP_CC_KERNELS_COMMON_PARAMS_H_

@@ -1,13 +1,13 @@
 // The fast CPU filter gradient.
-#ifndef DWOP_CC_KERNELS_CPU_H_
-#define DWOP_CC_KERNELS_CPU_H_
+#ifndef DWOP_CC_KERNELS_CPU_CPU_H_
+#define DWOP_CC_KERNELS_CPU_CPU_H_
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 
-#include "cc/kernels/params.h"
-#include "cc/kernels/status.h"
+#include "cc/kernels/common/params.h"
+#include "cc/kernels/common/status.h"
 
 namespace dwop {
 
@@ -59,4 +59,4 @@ Status RunCpu(const FilterGradParams& params, const CpuPlan& plan,
 
 }  // namespace dwop
 
-#endif  // DWOP_CC_KERNELS_CPU_H_
+#endif  // DWOP_CC_KERNELS_CPU_CPU_H_

@@ -1,7 +1,7 @@
 // A framework-free status: the glue maps codes to TensorFlow's errors (cc/tf)
 // or to dwop_status (cc/c_api).
-#ifndef DWOP_CC_KERNELS_STATUS_H_
-#define DWOP_CC_KERNELS_STATUS_H_
+#ifndef DWOP_CC_KERNELS_COMMON_STATUS_H_
+#define DWOP_CC_KERNELS_COMMON_STATUS_H_
 
 #include <string>
 #include <utility>
@@ -55,4 +55,4 @@ class Status {
     if (!dwop_status_.ok()) return dwop_status_; \
   } while (0)
 
-#endif  // DWOP_CC_KERNELS_STATUS_H_
+#endif  // DWOP_CC_KERNELS_COMMON_STATUS_H_

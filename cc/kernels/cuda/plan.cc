@@ -1,11 +1,11 @@
-#include "cc/kernels/cuda_plan.h"
+#include "cc/kernels/cuda/plan.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <string>
 
-#include "cc/kernels/geometry.h"
+#include "cc/kernels/common/geometry.h"
 
 namespace dwop {
 namespace {

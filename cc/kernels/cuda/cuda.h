@@ -11,15 +11,15 @@
 //
 // RunCuda, QueryCudaDevice and the allocation helpers exist only in builds
 // with CUDA (DWOP_WITH_CUDA / GOOGLE_CUDA); EmulateCuda always exists.
-#ifndef DWOP_CC_KERNELS_CUDA_H_
-#define DWOP_CC_KERNELS_CUDA_H_
+#ifndef DWOP_CC_KERNELS_CUDA_CUDA_H_
+#define DWOP_CC_KERNELS_CUDA_CUDA_H_
 
 #include <cstdint>
 #include <string>
 
-#include "cc/kernels/cuda_plan.h"
-#include "cc/kernels/params.h"
-#include "cc/kernels/status.h"
+#include "cc/kernels/cuda/plan.h"
+#include "cc/kernels/common/params.h"
+#include "cc/kernels/common/status.h"
 
 namespace dwop {
 
@@ -56,4 +56,4 @@ Status EmulateCuda(const FilterGradParams& params, const CudaPlan& plan);
 
 }  // namespace dwop
 
-#endif  // DWOP_CC_KERNELS_CUDA_H_
+#endif  // DWOP_CC_KERNELS_CUDA_CUDA_H_

@@ -15,8 +15,8 @@
 
 #include <cstdint>
 
-#include "cc/kernels/params.h"
-#include "cc/kernels/status.h"
+#include "cc/kernels/common/params.h"
+#include "cc/kernels/common/status.h"
 
 namespace dwop {
 

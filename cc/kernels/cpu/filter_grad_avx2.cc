@@ -6,14 +6,14 @@
 #include <cstdint>
 #include <cstring>
 
-#include "cc/kernels/cpu_plan.h"
+#include "cc/kernels/cpu/plan.h"
 
 namespace dwop {
 namespace cpu {
 namespace avx2 {
 namespace {
 
-#include "cc/kernels/cpu_simd_base.inc"
+#include "cc/kernels/cpu/simd.inc"
 
 // Lanes [0, n) set.
 inline __m256i LaneMask32(int64_t n) {
@@ -113,7 +113,7 @@ struct F64 : SimdBase<F64, double, 4> {
   }
 };
 
-#include "cc/kernels/cpu_kernel.inc"
+#include "cc/kernels/cpu/filter_grad.inc"
 
 }  // namespace
 

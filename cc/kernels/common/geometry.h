@@ -1,15 +1,17 @@
-// Validation and shape arithmetic of DepthwiseConv2dBackpropFilter: the single
-// source of truth for every device and every entry point (TensorFlow CPU and
-// GPU kernels, the C ABI). Nothing else in dwop computes output sizes or pads.
-#ifndef DWOP_CC_KERNELS_GEOMETRY_H_
-#define DWOP_CC_KERNELS_GEOMETRY_H_
+// Validation and shape arithmetic of the three depthwise ops (forward, input
+// gradient, filter gradient): the single source of truth for every device and
+// every entry point (TensorFlow CPU and GPU kernels, the C ABI). Nothing else
+// in dwop computes output sizes or pads. Every message starts with the op's
+// name (OpName).
+#ifndef DWOP_CC_KERNELS_COMMON_GEOMETRY_H_
+#define DWOP_CC_KERNELS_COMMON_GEOMETRY_H_
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "cc/kernels/params.h"
-#include "cc/kernels/status.h"
+#include "cc/kernels/common/params.h"
+#include "cc/kernels/common/status.h"
 
 namespace dwop {
 
@@ -56,10 +58,15 @@ struct ShapeRef {
   int rank = 0;
 };
 
+// "DepthwiseConv2dNative", "DepthwiseConv2dBackpropInput" or
+// "DepthwiseConv2dBackpropFilter": TensorFlow's names of the three ops.
+const char* OpName(OpKind op);
+
 // Validates the attributes (lengths, batch/depth entries, signs, enums).
 // Every error is kInvalidArgument and names the attribute, its value and what
 // was expected. Safe on any input.
-Status ParseAttrs(const OpAttrs& attrs, ConvAttrs* out);
+Status ParseAttrs(const OpAttrs& attrs, ConvAttrs* out,
+                  OpKind op = OpKind::kFilterGrad);
 
 // Validates filter_sizes alone: a 1-D tensor of 4 non-negative entries.
 // Also serves the shape function, which may know less: a dimension of
@@ -67,6 +74,9 @@ Status ParseAttrs(const OpAttrs& attrs, ConvAttrs* out);
 // `filter_sizes` may be null (values unknown, only the shape is checked).
 Status CheckFilterSizes(ShapeRef filter_sizes_shape,
                         const int64_t* filter_sizes);
+
+// Validates input_sizes alone, as CheckFilterSizes does filter_sizes.
+Status CheckInputSizes(ShapeRef input_sizes_shape, const int64_t* input_sizes);
 
 // Validates the three inputs against each other and the attributes, and
 // resolves the output size and padding. `filter_sizes` points to the values of
@@ -77,6 +87,24 @@ Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
                        ShapeRef filter_sizes_shape, const int64_t* filter_sizes,
                        ShapeRef out_backprop, Geometry* geo);
 
+// The forward's ComputeGeometry: input [N,H,W,C] (data_format order) and
+// filter [KH,KW,C,M]; resolves the output size (OutputDims) and checks that
+// its element count fits in int64.
+Status ComputeForwardGeometry(const ConvAttrs& attrs, ShapeRef input,
+                              ShapeRef filter, Geometry* geo);
+
+// The input gradient's ComputeGeometry: the input_sizes values (shape
+// `input_sizes_shape`), filter [KH,KW,C,M] and out_backprop.
+Status ComputeInputGradGeometry(const ConvAttrs& attrs,
+                                ShapeRef input_sizes_shape,
+                                const int64_t* input_sizes, ShapeRef filter,
+                                ShapeRef out_backprop, Geometry* geo);
+
+// The input's (and input gradient's) and the output's (and out_backprop's)
+// dimensions in geo.layout order.
+void InputDims(const Geometry& geo, int64_t dims[4]);
+void OutputDims(const Geometry& geo, int64_t dims[4]);
+
 // Largest scratch memory a kernel may ask the glue for. The CPU kernel's
 // plans stay far below it on real layers; a pathological filter (one channel,
 // 2^28 taps: its per-chunk partial sums are padded to a vector of channels)
@@ -85,15 +113,16 @@ Status ComputeGeometry(const ConvAttrs& attrs, ShapeRef input,
 constexpr int64_t kMaxWorkspaceBytes = int64_t{1} << 32;  // 4 GiB
 
 // ResourceExhausted when a kernel asks for more than kMaxWorkspaceBytes.
-Status CheckWorkspaceBytes(const Geometry& geo, int64_t bytes);
+Status CheckWorkspaceBytes(const Geometry& geo, int64_t bytes,
+                           OpKind op = OpKind::kFilterGrad);
 
 // Refuses a filter gradient of more than kMaxFilterBytes bytes of `dtype`.
 // Called by the glue after ComputeGeometry, which does not know the dtype.
 Status CheckFilterBytes(const Geometry& geo, DType dtype);
 
-// True when no kernel needs to run: the filter gradient is empty (nothing to
-// write) or input or out_backprop is empty (nothing to sum: the gradient is
-// zeros). The glue then writes the zeros itself: an empty tensor may carry
+// True when no kernel needs to run, for any of the three ops: one of input,
+// filter and out_backprop (output) is empty, so the op's result is empty or
+// all zeros (nothing to sum). The glue then writes the zeros itself: an empty tensor may carry
 // huge other dimensions (a [0, 2^40, 2^40, 3] input, a [2^62, 0, 1, 1] filter
 // are valid), and no kernel should iterate over, or multiply, those.
 inline bool NothingToSum(const Geometry& geo) {
@@ -101,13 +130,15 @@ inline bool NothingToSum(const Geometry& geo) {
          geo.out_backprop_elements() == 0;
 }
 
-// For host buffers: when NothingToSum, writes the zero gradient into
-// params.filter_backprop and returns true (no kernel is to run).
+// For host buffers: when NothingToSum, writes the zero result into the op's
+// output and returns true (no kernel is to run).
 bool WriteZerosIfNothingToSum(const FilterGradParams& params);
+bool WriteZerosIfNothingToSum(const ForwardParams& params);
+bool WriteZerosIfNothingToSum(const InputGradParams& params);
 
 // "[1,2,3]"; used in messages.
 std::string FormatDims(const int64_t* dims, int64_t size);
 
 }  // namespace dwop
 
-#endif  // DWOP_CC_KERNELS_GEOMETRY_H_
+#endif  // DWOP_CC_KERNELS_COMMON_GEOMETRY_H_

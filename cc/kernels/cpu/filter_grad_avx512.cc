@@ -12,14 +12,14 @@
 #include <cstdint>
 #include <cstring>
 
-#include "cc/kernels/cpu_plan.h"
+#include "cc/kernels/cpu/plan.h"
 
 namespace dwop {
 namespace cpu {
 namespace avx512 {
 namespace {
 
-#include "cc/kernels/cpu_simd_base.inc"
+#include "cc/kernels/cpu/simd.inc"
 
 inline __mmask16 Mask16(int64_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xffff)
@@ -127,7 +127,7 @@ struct F64 : SimdBase<F64, double, 8> {
   }
 };
 
-#include "cc/kernels/cpu_kernel.inc"
+#include "cc/kernels/cpu/filter_grad.inc"
 
 }  // namespace
 
