@@ -9,7 +9,9 @@ import os
 
 import numpy as np
 
-ABI_VERSION = 1
+import reference
+
+ABI_VERSION = 2
 _DEFAULT_PATH = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build",
     "libdwop_c.so")
@@ -126,6 +128,9 @@ class Library:
         problem, c.c_void_p, c.c_void_p, c.c_void_p, c.c_int32] + err
     lib.dwop_filter_grad_reference.argtypes = [
         problem, c.c_void_p, c.c_void_p, c.c_void_p] + err
+    for op in ("forward", "input_grad"):
+      getattr(lib, f"dwop_{op}_reference").argtypes = [
+          problem, c.c_void_p, c.c_void_p, c.c_void_p] + err
 
   def _declare_cuda(self):
     """Argument types of the CUDA entry points (64-bit ints and pointers)."""
@@ -217,6 +222,49 @@ class Library:
       raise ValueError(f"unknown backend {backend!r}")
     self._check(status, error)
     return out
+
+  def _run_op(self, op, problem, a, b, out, backend, num_threads):
+    """Calls dwop_<op>_<backend> with buffers a, b -> out (NaN-filled)."""
+    out.view(np.uint8).fill(0xFF)  # NaN in every float format
+    error = ctypes.create_string_buffer(1024)
+    args = [ctypes.byref(problem)] + [
+        v.ctypes.data_as(ctypes.c_void_p) for v in (a, b, out)]
+    if backend == "reference":
+      status = getattr(self.lib, f"dwop_{op}_reference")(
+          *args, error, ctypes.sizeof(error))
+    else:
+      raise ValueError(f"unknown backend {backend!r}")
+    self._check(status, error)
+    return out
+
+  def forward(self, input, filter, strides, padding, data_format="NHWC",  # pylint: disable=redefined-builtin
+              dilations=(1, 1, 1, 1), dtype=None, backend="reference",
+              num_threads=0):
+    """Runs a host forward kernel and returns the output (NaN-poisoned first)."""
+    input = np.ascontiguousarray(input)
+    filter = np.ascontiguousarray(filter)
+    name = dtype_name(input, dtype)
+    shape = reference.out_backprop_shape(input.shape, filter.shape, strides,
+                                         padding, data_format, dilations)
+    problem = self.problem(name, input.shape, filter.shape, shape or (),
+                           strides, padding, data_format, dilations)
+    out = np.empty(shape or [0], input.dtype)
+    return self._run_op("forward", problem, input, filter, out, backend,
+                        num_threads)
+
+  def input_grad(self, input_sizes, filter, out_backprop, strides, padding,
+                 data_format="NHWC", dilations=(1, 1, 1, 1), dtype=None,
+                 backend="reference", num_threads=0):
+    """Runs a host input-gradient kernel and returns in_backprop."""
+    filter = np.ascontiguousarray(filter)
+    out_backprop = np.ascontiguousarray(out_backprop)
+    name = dtype_name(filter, dtype)
+    problem = self.problem(name, input_sizes, filter.shape, out_backprop.shape,
+                           strides, padding, data_format, dilations)
+    out = np.empty([max(0, int(v)) for v in input_sizes]
+                   if len(input_sizes) == 4 else [0], filter.dtype)
+    return self._run_op("input_grad", problem, filter, out_backprop, out,
+                        backend, num_threads)
 
   # ---- CUDA.
 

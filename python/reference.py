@@ -117,6 +117,39 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC",  # pyl
   return np.transpose(y, (0, 3, 1, 2)) if data_format == "NCHW" else y
 
 
+def depthwise_conv2d_backprop_input(input_sizes, filter, out_backprop,  # pylint: disable=redefined-builtin
+                                    strides, padding, data_format="NHWC",
+                                    dilations=(1, 1, 1, 1)):
+  """The input gradient in float64, shape input_sizes (data_format order):
+  every out_backprop element, times the filter taps, added back to the input
+  position each tap read (the adjoint of depthwise_conv2d)."""
+  if data_format == "NHWC":
+    n, h, w, c = (int(v) for v in input_sizes)
+  else:
+    n, c, h, w = (int(v) for v in input_sizes)
+  f = np.asarray(filter, np.float64)
+  kh_size, kw_size, _, m = f.shape
+  oh, ow, pt, pl, sh, sw, dh, dw = _geometry(h, w, kh_size, kw_size, strides,
+                                             padding, data_format, dilations)
+  dy = _to_nhwc(np.asarray(out_backprop, np.float64), data_format)
+  assert dy.shape == (n, oh, ow, c * m), (dy.shape, (n, oh, ow, c * m))
+  dy = dy.reshape(n, oh, ow, c, m)
+  dx = np.zeros((n, h, w, c), np.float64)
+  for kh in range(kh_size):
+    rows = np.arange(oh) * sh + kh * dh - pt
+    row_ok = (rows >= 0) & (rows < h)
+    for kw in range(kw_size):
+      cols = np.arange(ow) * sw + kw * dw - pl
+      col_ok = (cols >= 0) & (cols < w)
+      # Within one tap, distinct output positions read distinct inputs, so
+      # the fancy-indexed += does not lose repeated indices.
+      contrib = np.einsum("nhwcm,cm->nhwc", dy, f[kh, kw])
+      dx[:, rows[row_ok][:, None], cols[col_ok][None, :], :] += contrib[
+          :, np.flatnonzero(row_ok)[:, None], np.flatnonzero(col_ok)[None, :],
+          :]
+  return np.transpose(dx, (0, 3, 1, 2)) if data_format == "NCHW" else dx
+
+
 def out_backprop_shape(input_shape, filter_sizes, strides, padding,
                        data_format="NHWC", dilations=(1, 1, 1, 1)):
   """The shape of out_backprop (in data_format order), or None if invalid."""

@@ -71,7 +71,7 @@ class VersionTest(absltest.TestCase):
 
   def test_abi_version(self):
     self.assertEqual(_LIB.lib.dwop_abi_version(), cabi.ABI_VERSION)
-    self.assertEqual(cabi.ABI_VERSION, 1)
+    self.assertEqual(cabi.ABI_VERSION, 2)
 
   def test_runs_without_tensorflow(self):
     # pytest may have imported TensorFlow for other suites: ask a fresh

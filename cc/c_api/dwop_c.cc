@@ -6,6 +6,8 @@
 #include <cstring>
 #include <cstdint>
 #include <exception>
+#include <initializer_list>
+#include <utility>
 #include <functional>
 #include <mutex>
 #include <new>
@@ -67,9 +69,26 @@ int32_t RawDType(const dwop_problem* problem) {
   return dtype;
 }
 
-// Validates `problem` and fills params->geo and params->dtype (not the
-// buffers).
-Status Resolve(const dwop_problem* problem, FilterGradParams* params) {
+// The problem's fields as the geometry functions take them.
+struct ProblemArrays {
+  OpAttrs attrs;
+  std::vector<int64_t> input, sizes, out_backprop;
+  DType dtype = DType::kFloat;
+
+  ShapeRef input_shape() const {
+    return ShapeRef{input.data(), static_cast<int>(input.size())};
+  }
+  ShapeRef filter_shape() const {
+    return ShapeRef{sizes.data(), static_cast<int>(sizes.size())};
+  }
+  ShapeRef out_backprop_shape() const {
+    return ShapeRef{out_backprop.data(), static_cast<int>(out_backprop.size())};
+  }
+};
+
+// Copies and checks `problem`'s fields, then parses its attributes for `op`.
+Status ReadProblem(const dwop_problem* problem, OpKind op, ProblemArrays* p,
+                   ConvAttrs* conv) {
   if (problem == nullptr) return Status::InvalidArgument("problem is NULL");
   const int32_t dtype = RawDType(problem);
   if (dtype < DWOP_HALF || dtype > DWOP_DOUBLE) {
@@ -77,8 +96,8 @@ Status Resolve(const dwop_problem* problem, FilterGradParams* params) {
                                    std::to_string(dtype) +
                                    " is not a dwop_dtype");
   }
-  OpAttrs attrs;
-  std::vector<int64_t> input, sizes, out_backprop;
+  p->dtype = static_cast<DType>(dtype);
+  OpAttrs& attrs = p->attrs;
   DWOP_RETURN_IF_ERROR(
       ReadArray("strides", problem->strides, problem->num_strides,
                 &attrs.strides));
@@ -92,37 +111,111 @@ Status Resolve(const dwop_problem* problem, FilterGradParams* params) {
   DWOP_RETURN_IF_ERROR(
       ReadString("data_format", problem->data_format, &attrs.data_format));
   DWOP_RETURN_IF_ERROR(ReadArray("input_shape", problem->input_shape,
-                                 problem->input_rank, &input));
+                                 problem->input_rank, &p->input));
   DWOP_RETURN_IF_ERROR(ReadArray("filter_sizes", problem->filter_sizes,
-                                 problem->num_filter_sizes, &sizes));
+                                 problem->num_filter_sizes, &p->sizes));
   DWOP_RETURN_IF_ERROR(ReadArray("out_backprop_shape",
                                  problem->out_backprop_shape,
-                                 problem->out_backprop_rank, &out_backprop));
+                                 problem->out_backprop_rank, &p->out_backprop));
+  return ParseAttrs(attrs, conv, op);
+}
+
+// Validates `problem` as `op` sees it and fills geo and dtype (not the
+// buffers): input_shape is the input (the input_sizes values for the input
+// gradient), filter_sizes the filter's shape and out_backprop_shape the
+// output's. The forward computes its output shape; when out_backprop_shape is
+// given (rank > 0) it must equal it, so a caller's buffer size is checked too.
+Status Resolve(const dwop_problem* problem, OpKind op, Geometry* geo,
+               DType* dtype) {
+  ProblemArrays p;
   ConvAttrs conv;
-  DWOP_RETURN_IF_ERROR(ParseAttrs(attrs, &conv));
-  const int64_t num_sizes = static_cast<int64_t>(sizes.size());
-  DWOP_RETURN_IF_ERROR(ComputeGeometry(
-      conv, ShapeRef{input.data(), static_cast<int>(input.size())},
-      ShapeRef{&num_sizes, 1}, sizes.data(),
-      ShapeRef{out_backprop.data(), static_cast<int>(out_backprop.size())},
-      &params->geo));
-  params->dtype = static_cast<DType>(dtype);
-  return CheckFilterBytes(params->geo, params->dtype);
+  DWOP_RETURN_IF_ERROR(ReadProblem(problem, op, &p, &conv));
+  *dtype = p.dtype;
+  switch (op) {
+    case OpKind::kFilterGrad: {
+      const int64_t num_sizes = static_cast<int64_t>(p.sizes.size());
+      DWOP_RETURN_IF_ERROR(ComputeGeometry(conv, p.input_shape(),
+                                           ShapeRef{&num_sizes, 1},
+                                           p.sizes.data(),
+                                           p.out_backprop_shape(), geo));
+      return CheckFilterBytes(*geo, p.dtype);
+    }
+    case OpKind::kForward: {
+      DWOP_RETURN_IF_ERROR(ComputeForwardGeometry(conv, p.input_shape(),
+                                                  p.filter_shape(), geo));
+      int64_t output[4];
+      OutputDims(*geo, output);
+      if (!p.out_backprop.empty() &&
+          p.out_backprop != std::vector<int64_t>(output, output + 4)) {
+        return Status::InvalidArgument(
+            std::string(OpName(op)) + ": out_backprop_shape " +
+            FormatDims(p.out_backprop.data(),
+                       static_cast<int64_t>(p.out_backprop.size())) +
+            " is not the output shape " + FormatDims(output, 4));
+      }
+      return Status::Ok();
+    }
+    case OpKind::kInputGrad: {
+      const int64_t num_sizes = static_cast<int64_t>(p.input.size());
+      return ComputeInputGradGeometry(conv, ShapeRef{&num_sizes, 1},
+                                      p.input.data(), p.filter_shape(),
+                                      p.out_backprop_shape(), geo);
+    }
+  }
+  return Status::Internal("unknown op");
+}
+
+// A NULL buffer is only allowed for an empty tensor.
+Status CheckBuffers(std::initializer_list<std::pair<int64_t, const void*>> b) {
+  for (const auto& [elements, data] : b) {
+    if (elements > 0 && data == nullptr) {
+      return Status::InvalidArgument("a non-empty tensor's buffer is NULL");
+    }
+  }
+  return Status::Ok();
 }
 
 Status MakeParams(const dwop_problem* problem, const void* input,
                   const void* out_backprop, void* filter_backprop,
                   FilterGradParams* params) {
-  DWOP_RETURN_IF_ERROR(Resolve(problem, params));
+  DWOP_RETURN_IF_ERROR(Resolve(problem, OpKind::kFilterGrad, &params->geo,
+                               &params->dtype));
   const Geometry& g = params->geo;
-  if ((g.input_elements() > 0 && input == nullptr) ||
-      (g.out_backprop_elements() > 0 && out_backprop == nullptr) ||
-      (g.filter_elements() > 0 && filter_backprop == nullptr)) {
-    return Status::InvalidArgument("a non-empty tensor's buffer is NULL");
-  }
+  DWOP_RETURN_IF_ERROR(CheckBuffers({{g.input_elements(), input},
+                                     {g.out_backprop_elements(), out_backprop},
+                                     {g.filter_elements(), filter_backprop}}));
   params->input = input;
   params->out_backprop = out_backprop;
   params->filter_backprop = filter_backprop;
+  return Status::Ok();
+}
+
+Status MakeParams(const dwop_problem* problem, const void* input,
+                  const void* filter, void* output, ForwardParams* params) {
+  DWOP_RETURN_IF_ERROR(
+      Resolve(problem, OpKind::kForward, &params->geo, &params->dtype));
+  const Geometry& g = params->geo;
+  DWOP_RETURN_IF_ERROR(CheckBuffers({{g.input_elements(), input},
+                                     {g.filter_elements(), filter},
+                                     {g.out_backprop_elements(), output}}));
+  params->input = input;
+  params->filter = filter;
+  params->output = output;
+  return Status::Ok();
+}
+
+Status MakeParams(const dwop_problem* problem, const void* filter,
+                  const void* out_backprop, void* in_backprop,
+                  InputGradParams* params) {
+  DWOP_RETURN_IF_ERROR(
+      Resolve(problem, OpKind::kInputGrad, &params->geo, &params->dtype));
+  const Geometry& g = params->geo;
+  DWOP_RETURN_IF_ERROR(CheckBuffers({{g.filter_elements(), filter},
+                                     {g.out_backprop_elements(), out_backprop},
+                                     {g.input_elements(), in_backprop}}));
+  params->filter = filter;
+  params->out_backprop = out_backprop;
+  params->in_backprop = in_backprop;
   return Status::Ok();
 }
 
@@ -301,6 +394,20 @@ Status FilterGradCuda(const dwop_problem* problem, const void* input,
 #endif
 }
 
+// The reference kernels of the forward and the input gradient: validated,
+// zero-filled when there is nothing to sum, then RunReference.
+template <typename Params, typename A, typename B, typename Out>
+dwop_status ReferenceEntry(const dwop_problem* problem, A a, B b, Out out,
+                           char* error, size_t error_size) {
+  const Status status = Guarded([&] {
+    Params params;
+    DWOP_RETURN_IF_ERROR(MakeParams(problem, a, b, out, &params));
+    if (WriteZerosIfNothingToSum(params)) return Status::Ok();
+    return RunReference(params);
+  });
+  return Report(status, error, error_size);
+}
+
 }  // namespace
 }  // namespace dwop
 
@@ -311,8 +418,10 @@ int32_t dwop_abi_version(void) { return DWOP_ABI_VERSION; }
 dwop_status dwop_validate(const dwop_problem* problem, dwop_geometry* geometry,
                           char* error, size_t error_size) {
   dwop::FilterGradParams params;
-  dwop::Status status =
-      dwop::Guarded([&] { return dwop::Resolve(problem, &params); });
+  dwop::Status status = dwop::Guarded([&] {
+    return dwop::Resolve(problem, dwop::OpKind::kFilterGrad, &params.geo,
+                         &params.dtype);
+  });
   const dwop::Geometry& g = params.geo;
   if (status.ok() && geometry != nullptr) {
     *geometry = dwop_geometry{g.batch,         g.in_rows,       g.in_cols,
@@ -366,6 +475,23 @@ dwop_status dwop_filter_grad_reference(const dwop_problem* problem,
   return dwop::Report(status, error, error_size);
 }
 
+dwop_status dwop_forward_reference(const dwop_problem* problem,
+                                   const void* input, const void* filter,
+                                   void* output, char* error,
+                                   size_t error_size) {
+  return dwop::ReferenceEntry<dwop::ForwardParams>(problem, input, filter, output,
+                                             error, error_size);
+}
+
+dwop_status dwop_input_grad_reference(const dwop_problem* problem,
+                                      const void* filter,
+                                      const void* out_backprop,
+                                      void* in_backprop, char* error,
+                                      size_t error_size) {
+  return dwop::ReferenceEntry<dwop::InputGradParams>(
+      problem, filter, out_backprop, in_backprop, error, error_size);
+}
+
 int32_t dwop_cuda_built(void) { return dwop::kCudaBuilt ? 1 : 0; }
 
 int32_t dwop_cuda_device_count(char* error, size_t error_size) {
@@ -388,7 +514,8 @@ dwop_status dwop_cuda_plan_problem(const dwop_problem* problem, int32_t path,
                                    size_t error_size) {
   const dwop::Status status = dwop::Guarded([&] {
     dwop::FilterGradParams params;
-    DWOP_RETURN_IF_ERROR(dwop::Resolve(problem, &params));
+    DWOP_RETURN_IF_ERROR(dwop::Resolve(problem, dwop::OpKind::kFilterGrad,
+                                       &params.geo, &params.dtype));
     if (plan == nullptr) return dwop::Status::InvalidArgument("plan is NULL");
     dwop::CudaPlan cuda_plan;
     DWOP_RETURN_IF_ERROR(dwop::PlanFor(params, path, sm_count,

@@ -22,7 +22,7 @@ extern "C" {
 #define DWOP_EXPORT __attribute__((visibility("default")))
 
 /* Bumped whenever a declaration below changes. */
-#define DWOP_ABI_VERSION 1
+#define DWOP_ABI_VERSION 2
 
 typedef enum dwop_status {
   DWOP_OK = 0,
@@ -39,9 +39,15 @@ typedef enum dwop_dtype {
   DWOP_DOUBLE = 3,
 } dwop_dtype;
 
-/* One DepthwiseConv2dBackpropFilter call, with the op's inputs and attributes
- * spelled as TensorFlow spells them. Shapes are in data_format order;
- * filter_sizes is the 1-D filter_sizes tensor. */
+/* One depthwise convolution problem, with the ops' inputs and attributes
+ * spelled as TensorFlow spells them; it serves all three ops. Shapes are in
+ * data_format order:
+ *   input_shape         the input's shape (the input gradient's input_sizes)
+ *   filter_sizes        the filter's shape [KH, KW, C, M] (the filter
+ *                       gradient's filter_sizes tensor)
+ *   out_backprop_shape  out_backprop's shape, which is the forward's output
+ *                       shape: the forward computes it, and checks it when
+ *                       given (out_backprop_rank > 0). */
 typedef struct dwop_problem {
   dwop_dtype dtype;
   const int64_t* input_shape;
@@ -96,6 +102,19 @@ DWOP_EXPORT dwop_status dwop_filter_grad_reference(const dwop_problem* problem,
                                        const void* out_backprop,
                                        void* filter_backprop, char* error,
                                        size_t error_size);
+
+/* The naive reference kernels of the forward and the input gradient
+ * (cc/kernels/common/reference.h); single-threaded. output has the shape of
+ * out_backprop_shape, in_backprop that of input_shape. */
+DWOP_EXPORT dwop_status dwop_forward_reference(const dwop_problem* problem,
+                                   const void* input, const void* filter,
+                                   void* output, char* error,
+                                   size_t error_size);
+DWOP_EXPORT dwop_status dwop_input_grad_reference(const dwop_problem* problem,
+                                      const void* filter,
+                                      const void* out_backprop,
+                                      void* in_backprop, char* error,
+                                      size_t error_size);
 
 /* ---- CUDA (cc/kernels/cuda/cuda.h). Always declared. In a library built without
  * CUDA, and on a machine without a CUDA driver or device, the entry points
