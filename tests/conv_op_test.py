@@ -367,6 +367,23 @@ class ShapeFunctionTest(parameterized.TestCase):
         tf.TensorSpec(None, tf.float32)).output_shapes.as_list()
     self.assertEqual(shape, [None] * 4)
 
+  @parameterized.named_parameters(("length_3", [3]), ("rank_2", [2, 2]))
+  def test_input_sizes_of_static_shape_other_than_4_raise(self, shape):
+    fn = tf.function(lambda s, w, dy: dwop.depthwise_conv2d_backprop_input(
+        s, w, dy, [1, 1, 1, 1], "SAME"))
+    with self.assertRaisesRegex(ValueError, "input_sizes"):
+      fn.get_concrete_function(tf.TensorSpec(shape, tf.int32),
+                               tf.TensorSpec(None, tf.float32),
+                               tf.TensorSpec(None, tf.float32))
+
+  def test_constant_input_sizes_of_length_3_raise(self):
+    fn = tf.function(lambda w, dy: dwop.depthwise_conv2d_backprop_input(
+        tf.constant([2, 9, 9]), w, dy, [1, 1, 1, 1], "SAME"))
+    with self.assertRaisesRegex(ValueError,
+                                r"input_sizes must have 4 entries.*but got 3"):
+      fn.get_concrete_function(tf.TensorSpec(None, tf.float32),
+                               tf.TensorSpec(None, tf.float32))
+
   @parameterized.named_parameters(*[(d, d) for d in cases.DTYPES])
   def test_output_dtype(self, dtype):
     x = tf.zeros([1, 4, 4, 2], dtype)
