@@ -4,6 +4,12 @@
 #   make build    .venv with the pinned requirements, the op library
 #                 (dwop/_dwop_ops.so) and the C ABI (build/libdwop_c.so)
 #   make test     build, then the whole test suite
+#   make test-fast  the TensorFlow-free suites only (C ABI, CPU kernel, CUDA
+#                 planner and emulator, build flags, fuzz model and C ABI
+#                 sample): about a minute, for the edit-compile-test loop
+#   make lint     clang-format (.clang-format) and ruff (pyproject.toml) over
+#                 LINT_CC and LINT_PY
+#   make print-flags  the compiler flags (declared in tools/build_flags.bzl)
 #   make bench    build, then the benchmark (python/bench.py)
 #   make lib PY=/path/to/python BUILD=dir   the op library against another
 #                 interpreter's TensorFlow (what `pip install .` runs)
@@ -168,16 +174,21 @@ print-flags:
 # --- Lint: clang-format (.clang-format) and ruff (pyproject.toml), both
 # pinned in requirements.txt. Until the tree is formatted as a whole, only the
 # files listed here, clean today, are checked.
-LINT_CC := tests/sanitize/replay.cc
+LINT_CC := cc/kernels/cpu/filter_grad_avx2.cc tests/sanitize/replay.cc \
+           tools/tf_include_probe.cc
 LINT_PY := python/bench.py python/cases.py python/fuzz python/gpu_check.py \
            python/grad_models.py python/reference.py python/testing.py \
            python/tf_paths.py python/tolerance.py tools \
            tests/build_flags_test.py tests/concurrency_test.py \
            tests/conftest.py tests/cpu_kernel_test.py tests/fuzz_test.py \
            tests/large_test.py tests/training_test.py
-lint: venv
-	$(VENV)/bin/clang-format --dry-run --Werror $(LINT_CC)
-	$(VENV)/bin/ruff check $(LINT_PY)
+# LINT_BIN and LINT_DEPS: lint tools installed elsewhere, e.g.
+# `make lint LINT_BIN=/tmp/lintvenv/bin LINT_DEPS=`.
+LINT_BIN ?= $(VENV)/bin
+LINT_DEPS ?= venv
+lint: $(LINT_DEPS)
+	$(LINT_BIN)/clang-format --dry-run --Werror $(LINT_CC)
+	$(LINT_BIN)/ruff check $(LINT_PY)
 
 bench: build
 	$(PY) python/bench.py $(BENCH_ARGS)

@@ -1,10 +1,11 @@
 """The fuzzer's fixed-seed sample, its regression corpus, and its own harness.
 
-`make fuzz` runs the full campaign (python/fuzz/, `python -m fuzz`); this suite runs a small,
-derandomised sample of it on every `make test`: a few hundred calls through
-TensorFlow, a thousand through the C ABI, every spec of tests/fuzz_corpus.json
-(past findings and TensorFlow's known crashers) on both, and checks that the
-harness itself reports a crash, a hang and a wrong answer with a reproducer.
+`make fuzz` runs the full campaign (python/fuzz/, `python -m fuzz`); this
+suite runs a small, derandomised sample of it on every `make test`: a few
+hundred calls through TensorFlow, a thousand through the C ABI, every spec of
+tests/fuzz_corpus.json (past findings and TensorFlow's known crashers) on
+both, and checks that the harness itself reports a crash, a hang and a wrong
+answer with a reproducer.
 """
 
 import json

@@ -50,7 +50,9 @@ struct Variant {
   const char* plan;
 };
 constexpr Variant kVariants[] = {
-    {"avx512", ""}, {"avx2", ""}, {"generic", ""},
+    {"avx512", ""},
+    {"avx2", ""},
+    {"generic", ""},
     {"avx512",
      "inplace=0,band=2,pieces=3,group=1,segment=3,rowgroup=1,colgroup=1"},
     {"avx2", "inplace=0,band=1,pieces=2,group=1,segment=2,rows=1,cols=2"},
@@ -255,8 +257,8 @@ void Run(const Case& c, Stats* stats) {
     // Zero-safe, as Geometry's counts: an empty tensor's other dimensions
     // may overflow int64 when multiplied.
     nx = Count(g.batch, g.in_rows, g.in_cols, g.in_depth);
-    ny = Count(g.batch, g.out_rows, g.out_cols,
-               g.in_depth * g.depth_multiplier);
+    ny =
+        Count(g.batch, g.out_rows, g.out_cols, g.in_depth * g.depth_multiplier);
     nw = Count(g.filter_rows, g.filter_cols, g.in_depth, g.depth_multiplier);
   }
   // A NULL buffer is refused only for a non-empty tensor.
@@ -271,14 +273,13 @@ void Run(const Case& c, Stats* stats) {
     Buffer dy(1, safe_dtype, null_buffer == "out_backprop");
     Buffer out(1, safe_dtype, null_buffer == "filter_backprop");
     if (out.data != nullptr) std::memset(out.data, 0xAB, out.bytes);
-    const dwop_status cpu = dwop_filter_grad_cpu(&problem, x.data, dy.data,
-                                                 out.data, 2, error,
-                                                 sizeof(error));
+    const dwop_status cpu = dwop_filter_grad_cpu(
+        &problem, x.data, dy.data, out.data, 2, error, sizeof(error));
     const dwop_status ref = dwop_filter_grad_reference(
         &problem, x.data, dy.data, out.data, error, sizeof(error));
     const dwop_status emulated = dwop_filter_grad_cuda_emulated(
-        &problem, x.data, dy.data, out.data, DWOP_CUDA_AUTO, 2, 48 << 10,
-        error, sizeof(error));
+        &problem, x.data, dy.data, out.data, DWOP_CUDA_AUTO, 2, 48 << 10, error,
+        sizeof(error));
     if (cpu != DWOP_INVALID_ARGUMENT || ref != DWOP_INVALID_ARGUMENT ||
         emulated != DWOP_INVALID_ARGUMENT) {
       Fail(stats, c, "kernels did not refuse an invalid problem");
@@ -360,13 +361,14 @@ void Run(const Case& c, Stats* stats) {
     const double ref = Get(*outs[0], dtype, i);
     for (size_t k = 0; k < outs.size(); ++k) {
       const double v = Get(*outs[k], dtype, i);
-      const std::string who =
-          k == 0                  ? "reference"
-          : !names[k].empty()     ? names[k]
+      const std::string who = k == 0 ? "reference"
+                              : !names[k].empty()
+                                  ? names[k]
                                   : "cpu (" + VariantName((k - 1) / 3) + ")";
       if (!std::isfinite(v)) {
-        Fail(stats, c, who + ": output element " + std::to_string(i) +
-                           " not written (or not finite)");
+        Fail(stats, c,
+             who + ": output element " + std::to_string(i) +
+                 " not written (or not finite)");
         break;
       }
       if (std::abs(v - ref) > atol) {
@@ -378,8 +380,9 @@ void Run(const Case& c, Stats* stats) {
   for (size_t k = 1; k < 1 + kNumVariants * 3 && nw > 0; ++k) {
     const Buffer* first = outs[1 + (k - 1) / 3 * 3];  // same ISA, 1 thread
     if (std::memcmp(first->data, outs[k]->data, first->bytes) != 0) {
-      Fail(stats, c, "cpu (" + VariantName((k - 1) / 3) +
-                         ") results differ between thread counts");
+      Fail(stats, c,
+           "cpu (" + VariantName((k - 1) / 3) +
+               ") results differ between thread counts");
     }
   }
   for (Buffer* b : outs) delete b;
@@ -491,7 +494,7 @@ int main(int argc, char** argv) {
       "%d ISA/tiling variants x 3 thread counts; the CUDA kernels emulated, "
       "3 paths x 2 devices), "
       "%d validated only, %d refused; %d failure(s)\n",
-      stats.cases, stats.computed, kNumVariants, stats.validated,
-      stats.refused, stats.failures);
+      stats.cases, stats.computed, kNumVariants, stats.validated, stats.refused,
+      stats.failures);
   return stats.failures == 0 ? 0 : 1;
 }
