@@ -2,7 +2,7 @@
 
     python python/bench.py [--quick] [--cases REGEX] [--out DIR]
 
-For every case of tests/bench_shapes.json it times dwop's filter gradient and
+For every case of python/bench_shapes.json it times dwop's filter gradient and
 TensorFlow's own `DepthwiseConv2dNativeBackpropFilter` with oneDNN
 (TF_ENABLE_ONEDNN_OPTS=1) and without (=0), each TensorFlow setting in its own
 worker process (the variable only acts at start-up). The driver interleaves
