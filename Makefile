@@ -4,6 +4,12 @@
 #   make build    .venv with the pinned requirements, the op library
 #                 (dwop/_dwop_ops.so) and the C ABI (build/libdwop_c.so)
 #   make test     build, then the whole test suite
+#   make test-fast  the TensorFlow-free suites only (C ABI, CPU kernel, CUDA
+#                 planner and emulator, build flags, fuzz model and C ABI
+#                 sample): about a minute, for the edit-compile-test loop
+#   make lint     clang-format (.clang-format) and ruff (pyproject.toml) over
+#                 LINT_CC and LINT_PY
+#   make print-flags  the compiler flags (declared in tools/build_flags.bzl)
 #   make bench    build, then the benchmark (python/bench.py)
 #   make lib PY=/path/to/python BUILD=dir   the op library against another
 #                 interpreter's TensorFlow (what `pip install .` runs)
@@ -24,11 +30,21 @@ CXX ?= g++
 LIB ?= dwop/_dwop_ops.so
 CABI := $(BUILD)/libdwop_c.so
 
+# --- The compiler flags, declared once in tools/build_flags.bzl (which Bazel
+# loads): KERNEL_COPTS, OPT_COPTS, CUDA_COPTS, CUDA_GENCODE and each special
+# source's SOURCE_COPTS, as Make assignments in $(BUILD)/flags.mk (remade,
+# and make restarted, whenever the .bzl changes). `make print-flags` shows
+# them; tests/build_flags_test.py checks Make and Bazel agree.
+FLAGS_MK := $(BUILD)/flags.mk
+$(FLAGS_MK): tools/build_flags.bzl tools/build_flags.py
+	@mkdir -p $(dir $@)
+	$(PYTHON) tools/build_flags.py make > $@.tmp && mv $@.tmp $@
+include $(FLAGS_MK)
+
 # --- Framework-free kernels: compiled without TensorFlow's include path, so a
 # stray TensorFlow include fails to compile.
-CXXFLAGS ?= -O3
-KERNEL_CXXFLAGS := -std=c++17 -fPIC -fvisibility=hidden -Wall -Wextra \
-                   -Werror=return-type -I. -MMD -MP $(CXXFLAGS)
+CXXFLAGS ?= $(OPT_COPTS)
+KERNEL_CXXFLAGS := $(KERNEL_COPTS) -fPIC -I. -MMD -MP $(CXXFLAGS)
 # Each room (common, cpu, cuda) of cc/kernels; .cu.cc files go to nvcc.
 KERNEL_SRCS := $(filter-out %.cu.cc,$(wildcard cc/kernels/*/*.cc))
 KERNEL_OBJS := $(KERNEL_SRCS:%.cc=$(BUILD)/%.o)
@@ -36,7 +52,8 @@ CABI_OBJS := $(BUILD)/cc/c_api/dwop_c.o
 
 # --- CUDA (section owned by the CUDA build).
 # cc/kernels/cuda/*.cu.cc are compiled by nvcc (no TensorFlow include path) for
-# sm_80 and sm_90 plus compute_90 PTX, and linked with the static CUDA runtime
+# CUDA_GPU_ARCHS of tools/build_flags.bzl (CUDA_GENCODE), and linked with
+# the static CUDA runtime
 # into both libraries. The runtime's directory comes from CUDA_HOME when set,
 # else from what nvcc itself reports (`nvcc --dryrun`: robust to wrappers).
 # The emulator (cuda/emulator.cc) and planner are plain C++, always built.
@@ -45,9 +62,7 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null)
 CUDA_OBJS :=
 CUDA_LDFLAGS :=
 CUDA_DEFINES :=
-CUDA_GENCODE ?= -gencode arch=compute_80,code=sm_80 \
-                -gencode arch=compute_90,code=[sm_90,compute_90]
-NVCC_FLAGS ?= -O3
+NVCC_FLAGS ?= $(OPT_COPTS)
 ifneq ($(DWOP_CUDA),0)
 ifneq ($(NVCC),)
 CUDA_LIB_CANDIDATES := $(if $(CUDA_HOME),$(CUDA_HOME)/lib64 \
@@ -68,9 +83,7 @@ CUDA_LDFLAGS := -L$(CUDA_LIBDIR) -Wl,--exclude-libs,libcudart_static.a \
 CUDA_DEFINES := -DGOOGLE_CUDA=1 -DDWOP_WITH_CUDA=1
 endif
 endif
-# --threads 0: the gencode targets compile in parallel.
-CUDA_CXXFLAGS := -std=c++17 -I. -MMD -MP $(CUDA_GENCODE) --threads 0 \
-                 -Xcompiler -fPIC,-fvisibility=hidden,-Wall $(NVCC_FLAGS)
+CUDA_CXXFLAGS := $(CUDA_COPTS) -I. -MMD -MP $(CUDA_GENCODE) $(NVCC_FLAGS)
 
 $(BUILD)/cc/kernels/%.cu.o: cc/kernels/%.cu.cc
 	@mkdir -p $(dir $@)
@@ -83,9 +96,6 @@ $(shell mkdir -p $(BUILD) && [ "$$(cat $(BUILD)/cuda.config 2>/dev/null)" = \
     '$(CUDA_CONFIG)' ] || echo '$(CUDA_CONFIG)' > $(BUILD)/cuda.config)
 $(BUILD)/cc/tf/kernels.o $(BUILD)/cc/c_api/dwop_c.o: $(BUILD)/cuda.config
 
-# The emulator is a test tool: keep its compile time down.
-$(BUILD)/cc/kernels/cuda/emulator.o: KERNEL_CXXFLAGS += -O1
-
 # --- TensorFlow glue. Flags come from the interpreter's tf.sysconfig, cached
 # in $(BUILD)/tf/ (TensorFlow's headers are treated as system headers).
 TF_SRCS := cc/tf/ops.cc cc/tf/kernels.cc
@@ -95,7 +105,7 @@ TF_CXXFLAGS = -fPIC -O2 -Wall -I. -MMD -MP $(shell cat $(TF_CFG).cflags) \
               -DDWOP_TF_VERSION='"$(shell cat $(TF_CFG).version)"' \
               $(CUDA_DEFINES)
 
-.PHONY: build lib cabi test bench clean venv
+.PHONY: build lib cabi test test-fast bench clean venv lint print-flags
 
 build: venv
 	$(MAKE) lib cabi PY=$(PY)
@@ -115,17 +125,14 @@ $(TF_CFG): python/tf_config.py
 	@mkdir -p $(dir $@)
 	$(PY) python/tf_config.py $(TF_CFG)
 
-# CPU kernels are compiled once per ISA level: every cc/kernels/cpu/*_avx512.cc
-# and *_avx2.cc gets that level's flags (cpu/cpu.cc picks a level at run time;
-# DWOP_CPU_ISA can force a lower one). Only these objects get -m flags: the
-# rest of the library stays portable.
-$(BUILD)/cc/kernels/cpu/%_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512vl \
-    -mavx512dq -mavx2 -mfma -mf16c
-$(BUILD)/cc/kernels/cpu/%_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
-
+# Sources with flags of their own get SOURCE_COPTS (KERNEL_SOURCE_COPTS of
+# tools/build_flags.bzl, in $(BUILD)/flags.mk): the CPU kernels once per ISA
+# level, every cc/kernels/cpu/*_avx512.cc and *_avx2.cc with that level's -m
+# flags (cpu/cpu.cc picks a level at run time; DWOP_CPU_ISA can force a lower
+# one; the rest of the library stays portable), and the CUDA emulator at -O1.
 $(BUILD)/cc/kernels/%.o: cc/kernels/%.cc
 	@mkdir -p $(dir $@)
-	$(CXX) $(KERNEL_CXXFLAGS) $(ISA_FLAGS) -c $< -o $@
+	$(CXX) $(KERNEL_CXXFLAGS) $(SOURCE_COPTS) -c $< -o $@
 
 $(BUILD)/cc/c_api/%.o: cc/c_api/%.cc
 	@mkdir -p $(dir $@)
@@ -146,6 +153,45 @@ $(CABI): $(CABI_OBJS) $(KERNEL_OBJS) $(CUDA_OBJS)
 test: build
 	$(PY) -m pytest tests
 
+# The TensorFlow-free suites, for the edit-compile-test loop: the C ABI, the
+# CPU kernel, the CUDA planner and emulator, the build flags, and the fuzzer's
+# model, harness and C ABI sample. Only the C ABI is built.
+TEST_FAST := tests/cabi_test.py $(wildcard tests/*kernel_test.py) \
+             $(wildcard tests/gpu_*_test.py) tests/build_flags_test.py \
+             tests/fuzz_test.py
+# (less their cases that load TensorFlow or the op library)
+TEST_FAST_FILTER := not tensorflow_sample and not test_corpus0 \
+                    and not GpuRegistrationTest \
+                    and not test_availability_is_consistent
+test-fast: cabi
+	$(PY) -m pytest -q -k "$(TEST_FAST_FILTER)" $(TEST_FAST)
+
+# The flags each build step gets (tools/build_flags.bzl, through flags.mk).
+print-flags:
+	@echo "kernels:   $(CXX) $(KERNEL_CXXFLAGS)"
+	@echo "c_api:     $(CXX) $(KERNEL_CXXFLAGS) $(CUDA_DEFINES)"
+	@echo "cuda:      $(NVCC) $(CUDA_CXXFLAGS)"
+	@grep SOURCE_COPTS $(FLAGS_MK)
+
+# --- Lint: clang-format (.clang-format) and ruff (pyproject.toml), both
+# pinned in requirements.txt. Until the tree is formatted as a whole, only the
+# files listed here, clean today, are checked.
+LINT_CC := cc/kernels/cpu/filter_grad_avx2.cc tests/sanitize/replay.cc \
+           tools/tf_include_probe.cc
+LINT_PY := python/bench.py python/cases.py python/fuzz python/gpu_check.py \
+           python/grad_models.py python/reference.py python/testing.py \
+           python/tf_paths.py python/tolerance.py tools \
+           tests/build_flags_test.py tests/concurrency_test.py \
+           tests/conftest.py tests/cpu_kernel_test.py tests/fuzz_test.py \
+           tests/large_test.py tests/training_test.py
+# LINT_BIN and LINT_DEPS: lint tools installed elsewhere, e.g.
+# `make lint LINT_BIN=/tmp/lintvenv/bin LINT_DEPS=`.
+LINT_BIN ?= $(VENV)/bin
+LINT_DEPS ?= venv
+lint: $(LINT_DEPS)
+	$(LINT_BIN)/clang-format --dry-run --Werror $(LINT_CC)
+	$(LINT_BIN)/ruff check $(LINT_PY)
+
 bench: build
 	$(PY) python/bench.py $(BENCH_ARGS)
 
@@ -153,8 +199,9 @@ clean:
 	rm -rf $(BUILD) $(LIB)
 
 # --- Hardening: fuzzing, sanitizers, tensors of more than 2^31 elements.
-#   make fuzz       python/fuzz.py: FUZZ_CABI_CASES calls through the C ABI,
-#                   then FUZZ_CASES through TensorFlow, in child processes
+#   make fuzz       python/fuzz/ (python -m fuzz): FUZZ_CABI_CASES calls
+#                   through the C ABI, then FUZZ_CASES through TensorFlow, in
+#                   child processes
 #                   (FUZZ_SEED picks the campaign, FUZZ_JOBS runs children in
 #                   parallel); `make test` runs a fixed-seed sample of it
 #   make sanitize   the framework-free kernels and the C ABI built with
@@ -187,13 +234,14 @@ ASAN_PY := LD_PRELOAD=$(shell $(CXX) -print-file-name=libasan.so) \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
            DWOP_CABI=$(ASAN_BUILD)/libdwop_c.so
 SAN_REPLAY_SRC := tests/sanitize/replay.cc
+FUZZ := PYTHONPATH=python$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PY) -m fuzz
 
 .PHONY: fuzz sanitize sanitize-build test-large
 
 fuzz: build
-	$(PY) python/fuzz.py --backend cabi --cases $(FUZZ_CABI_CASES) \
+	$(FUZZ) --backend cabi --cases $(FUZZ_CABI_CASES) \
 	    --per-child 5000 --seed $(FUZZ_SEED) --jobs $(FUZZ_JOBS)
-	$(PY) python/fuzz.py --backend tf --cases $(FUZZ_CASES) \
+	$(FUZZ) --backend tf --cases $(FUZZ_CASES) \
 	    --per-child 1000 --seed $(FUZZ_SEED) --jobs $(FUZZ_JOBS)
 
 # The instrumented C ABI and replay driver of one sanitizer: every
@@ -202,7 +250,7 @@ fuzz: build
 sanitize-build:
 	$(MAKE) cabi BUILD=$(SAN_DIR) CXX="$(CXX) $(SAN_FLAGS)" CXXFLAGS=-O1 \
 	    DWOP_CUDA=0
-	$(CXX) $(SAN_FLAGS) -O1 -std=c++17 -Wall -I. $(SAN_REPLAY_SRC) \
+	$(CXX) $(SAN_FLAGS) -O1 $(KERNEL_COPTS) -I. $(SAN_REPLAY_SRC) \
 	    $(SAN_DIR)/cc/c_api/dwop_c.o \
 	    $(patsubst %.cc,$(SAN_DIR)/%.o,$(KERNEL_SRCS)) -lpthread \
 	    -o $(SAN_DIR)/replay
@@ -210,7 +258,7 @@ sanitize-build:
 sanitize: venv
 	$(MAKE) sanitize-build SAN_DIR=$(ASAN_BUILD) SAN_FLAGS="$(ASAN_FLAGS)"
 	$(MAKE) sanitize-build SAN_DIR=$(TSAN_BUILD) SAN_FLAGS="$(TSAN_FLAGS)"
-	$(PY) python/fuzz.py --export $(ASAN_BUILD)/cases.txt --cases $(SAN_CASES) \
+	$(FUZZ) --export $(ASAN_BUILD)/cases.txt --cases $(SAN_CASES) \
 	    --seed $(SAN_SEED) --include tests/fuzz_corpus.json
 	@if ASAN_OPTIONS=abort_on_error=0 $(ASAN_BUILD)/replay --canary \
 	    >/dev/null 2>&1; then \
@@ -218,10 +266,10 @@ sanitize: venv
 	else echo "ASan canary caught: the instrumentation is live"; fi
 	$(ASAN_RUN) $(ASAN_BUILD)/replay $(ASAN_BUILD)/cases.txt
 	$(TSAN_RUN) $(TSAN_BUILD)/replay $(ASAN_BUILD)/cases.txt
-	$(ASAN_PY) $(PY) python/fuzz.py --backend cabi --replay \
+	$(ASAN_PY) $(FUZZ) --backend cabi --replay \
 	    tests/fuzz_corpus.json
 	for isa in avx512 avx2 generic; do \
-	    DWOP_CPU_ISA=$$isa $(ASAN_PY) $(PY) python/fuzz.py --backend cabi \
+	    DWOP_CPU_ISA=$$isa $(ASAN_PY) $(FUZZ) --backend cabi \
 	    --cases 1000 --per-child 1000 --seed $(SAN_SEED) || exit 1; done
 	$(ASAN_PY) $(PY) -m pytest tests/cabi_test.py
 

@@ -2,7 +2,7 @@
 
     python python/bench.py [--quick] [--cases REGEX] [--out DIR]
 
-For every case of tests/bench_shapes.json it times dwop's filter gradient and
+For every case of python/bench_shapes.json it times dwop's filter gradient and
 TensorFlow's own `DepthwiseConv2dNativeBackpropFilter` with oneDNN
 (TF_ENABLE_ONEDNN_OPTS=1) and without (=0), each TensorFlow setting in its own
 worker process (the variable only acts at start-up). The driver interleaves
@@ -32,14 +32,11 @@ import time
 
 import numpy as np
 
+import cases as case_table
+import reference
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-for _path in (ROOT, HERE, os.path.join(ROOT, "tests")):
-  if _path not in sys.path:
-    sys.path.insert(0, _path)
-
-import cases as case_table  # pylint: disable=g-import-not-at-top,wrong-import-position
-import reference  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 QUICK_CASES = ("mnv2_56x56x144_k3", "effb0_28x28x240_k5",
                "convnext_28x28x192_k7", "replk_7x7x1024_k13",
@@ -363,7 +360,8 @@ def markdown(results):
       f"{machine['peak_gflops']:.0f} GFLOP/s; medians of "
       f"{results['rounds']} interleaved rounds.", "",
       "| case | dwop ms | TF oneDNN ms | TF native ms | speedup | roofline ms "
-      "| roofline / dwop | dwop GFLOP/s | 2T/1T | dwop extra MB | dwop rel. error |",
+      "| roofline / dwop | dwop GFLOP/s | 2T/1T | dwop extra MB "
+      "| dwop rel. error |",
       "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
   def ms(row, label):

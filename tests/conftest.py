@@ -1,7 +1,6 @@
-"""pytest set-up: quiet TensorFlow logs and the import paths of tests/testing.py."""
+"""pytest set-up: quiet TensorFlow logs. (The shared modules in python/ are on
+pytest's pythonpath, pyproject.toml.)"""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import testing  # pylint: disable=unused-import,wrong-import-position

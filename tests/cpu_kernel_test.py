@@ -1,4 +1,4 @@
-"""The fast CPU kernel (cc/kernels/cpu*.cc) through the C ABI, without TensorFlow.
+"""The fast CPU kernel (cc/kernels/cpu/) through the C ABI, without TensorFlow.
 
 Every ISA level runs in this one process: DWOP_CPU_ISA is read by the library
 on every call (cc/kernels/cpu/cpu.cc), so a test sets it around its calls. Each
@@ -20,21 +20,12 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
+import cabi
+import cases
 import testing
-
-import cabi  # pylint: disable=g-import-not-at-top,wrong-import-order
-import cases  # pylint: disable=g-import-not-at-top,wrong-import-order
+import tolerance
 
 ISA_LEVELS = ("avx512", "avx2", "generic")
-
-# (rtol, atol as a fraction of the largest |expected| element). float16 and
-# bfloat16 accumulate in float32 and round once, float64 in double.
-TOLERANCE = {
-    "float16": (1e-3, 1e-3),
-    "bfloat16": (8e-3, 8e-3),
-    "float32": (1e-5, 1e-6),
-    "float64": (1e-12, 1e-13),
-}
 
 _LIB = None
 
@@ -217,13 +208,13 @@ class CpuKernelTest(parameterized.TestCase):
     with environment(DWOP_CPU_ISA=isa, DWOP_CPU_PLAN=plan):
       self.assertEqual(cpu_isa(), isa)
       got = run(case, x, dy, num_threads=num_threads)
-    rtol, atol = TOLERANCE[case.dtype]
-    atol *= max(1.0, float(np.max(np.abs(want), initial=0.0)))
+    tol = testing.tolerance(case.dtype, x, dy, case)
     self.assertEqual(got.shape, tuple(case.filter))
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol,
-                               err_msg="dwop vs the float64 oracle")
-    np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol,
-                               err_msg="dwop vs the reference backend")
+    testing.assert_close(got, want, tol, "dwop vs the float64 oracle")
+    testing.assert_close(got, ref, tol * tolerance.TWO_RESULTS,
+                         "dwop vs the reference backend")
+    if case.is_empty:  # exact zeros, not merely small ones
+      np.testing.assert_array_equal(got, 0)
 
   @parameterized.named_parameters(_named(cases.CONFORMANCE))
   def test_conformance(self, case, isa):
@@ -265,37 +256,43 @@ class CpuKernelTest(parameterized.TestCase):
     self.check(small, supported_levels()[0])
 
 
+_DETERMINISM_CASES = (
+    ("auto_many_chunks",
+     cases.Case("d", (8, 30, 30, 48), (7, 7, 48, 1), (1, 1), "SAME",
+                (1, 1)), None),
+    ("pieces_and_groups_bf16",
+     cases.Case("d", (3, 17, 19, 40), (5, 5, 40, 1), (2, 1), "SAME", (1, 1),
+                "NHWC", "bfloat16"), "pieces=7,group=1,band=3"),
+    ("in_place",
+     cases.Case("d", (3, 19, 21, 37), (3, 5, 37, 1), (1, 1), "SAME",
+                (1, 1)), "inplace=1,pieces=7,band=2"),
+    ("nchw_multiplier",
+     cases.Case("d", (2, 21, 18, 12), (3, 3, 12, 2), (1, 1), "SAME", (1, 1),
+                "NCHW"), "pieces=5,group=1"),
+)
+
+
 class DeterminismTest(parameterized.TestCase):
 
   @parameterized.named_parameters(
-      ("auto_many_chunks",
-       cases.Case("d", (8, 30, 30, 48), (7, 7, 48, 1), (1, 1), "SAME",
-                  (1, 1)), None),
-      ("pieces_and_groups_bf16",
-       cases.Case("d", (3, 17, 19, 40), (5, 5, 40, 1), (2, 1), "SAME", (1, 1),
-                  "NHWC", "bfloat16"), "pieces=7,group=1,band=3"),
-      ("in_place",
-       cases.Case("d", (3, 19, 21, 37), (3, 5, 37, 1), (1, 1), "SAME",
-                  (1, 1)), "inplace=1,pieces=7,band=2"),
-      ("nchw_multiplier",
-       cases.Case("d", (2, 21, 18, 12), (3, 3, 12, 2), (1, 1), "SAME", (1, 1),
-                  "NCHW"), "pieces=5,group=1"),
-  )
-  def test_bitwise_equal_for_any_thread_count(self, case, plan):
+      (f"{name}_{isa}", case, plan, isa)
+      for name, case, plan in _DETERMINISM_CASES for isa in ISA_LEVELS)
+  def test_bitwise_equal_for_any_thread_count(self, case, plan, isa):
+    if isa not in supported_levels():
+      self.skipTest(f"this CPU has no {isa}")
     x, dy = case.random_inputs(seed=3)
     # Values that are not small dyadic numbers, so that a different
     # summation order would show in the last bits.
     rng = np.random.default_rng(1)
     x = x + rng.standard_normal(x.shape) * 1e-3
     dy = dy + rng.standard_normal(dy.shape) * 1e-3
-    for isa in supported_levels():
-      with environment(DWOP_CPU_ISA=isa, DWOP_CPU_PLAN=plan):
-        first = run(case, x, dy, num_threads=1)
-        for threads in (2, 3, 7, 1, 2):
-          got = run(case, x, dy, num_threads=threads)
-          np.testing.assert_array_equal(
-              got.view(np.uint64), first.view(np.uint64),
-              err_msg=f"{isa}, {threads} threads")
+    with environment(DWOP_CPU_ISA=isa, DWOP_CPU_PLAN=plan):
+      first = run(case, x, dy, num_threads=1)
+      for threads in (2, 3, 7, 1, 2):
+        got = run(case, x, dy, num_threads=threads)
+        np.testing.assert_array_equal(
+            got.view(np.uint64), first.view(np.uint64),
+            err_msg=f"{isa}, {threads} threads")
 
 
 # Steps near INT64_MAX: valid problems on which the planner and the
@@ -339,11 +336,14 @@ class OverflowTest(parameterized.TestCase):
                             num_threads=2).astype(np.float64)
     want = lib.filter_grad(x, filt, dy, strides, padding, layout, dil,
                            backend="reference").astype(np.float64)
-    rtol, atol = TOLERANCE[dtype]
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    terms = int(np.prod(dy_shape)) // (filt[2] * filt[3])
+    testing.assert_close(got, want,
+                         tolerance.atol(dtype, x, dy, terms,
+                                        tolerance.TWO_RESULTS),
+                         "dwop vs the reference backend")
 
 
-class IsaSelectionTest(absltest.TestCase):
+class IsaSelectionTest(parameterized.TestCase):
 
   def test_default_is_the_best_level(self):
     with environment(DWOP_CPU_ISA=None):
@@ -352,10 +352,12 @@ class IsaSelectionTest(absltest.TestCase):
     with environment(DWOP_CPU_ISA="auto"):
       self.assertEqual(cpu_isa(), best)
 
-  def test_each_level_can_be_forced(self):
-    for isa in supported_levels():
-      with environment(DWOP_CPU_ISA=isa):
-        self.assertEqual(cpu_isa(), isa)
+  @parameterized.parameters(*ISA_LEVELS)
+  def test_each_level_can_be_forced(self, isa):
+    if isa not in supported_levels():
+      self.skipTest(f"this CPU has no {isa}")
+    with environment(DWOP_CPU_ISA=isa):
+      self.assertEqual(cpu_isa(), isa)
 
   def test_unsupported_level_degrades_to_the_best(self):
     best = supported_levels()[0]

@@ -1,10 +1,11 @@
 """The fuzzer's fixed-seed sample, its regression corpus, and its own harness.
 
-`make fuzz` runs the full campaign (python/fuzz.py); this suite runs a small,
-derandomised sample of it on every `make test`: a few hundred calls through
-TensorFlow, a thousand through the C ABI, every spec of tests/fuzz_corpus.json
-(past findings and TensorFlow's known crashers) on both, and checks that the
-harness itself reports a crash, a hang and a wrong answer with a reproducer.
+`make fuzz` runs the full campaign (python/fuzz/, `python -m fuzz`); this
+suite runs a small, derandomised sample of it on every `make test`: a few
+hundred calls through TensorFlow, a thousand through the C ABI, every spec of
+tests/fuzz_corpus.json (past findings and TensorFlow's known crashers) on
+both, and checks that the harness itself reports a crash, a hang and a wrong
+answer with a reproducer.
 """
 
 import json
@@ -15,9 +16,8 @@ import tempfile
 from absl.testing import absltest
 from absl.testing import parameterized
 
-import testing  # pylint: disable=unused-import
-
-import fuzz  # pylint: disable=g-import-not-at-top,wrong-import-order
+import fuzz
+import tolerance
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                       "fuzz_corpus.json")
@@ -74,7 +74,7 @@ class SampleTest(parameterized.TestCase):
     self.assertEqual(stats["cases"], expected)
 
 
-class ModelTest(absltest.TestCase):
+class ModelTest(parameterized.TestCase):
   """`fuzz.expect`, the contract the fuzzer holds dwop to, on known cases."""
 
   def test_valid(self):
@@ -82,24 +82,25 @@ class ModelTest(absltest.TestCase):
     self.assertTrue(ex.ok, ex.reason)
     self.assertEqual(ex.geometry["pad_top"], 1)
 
-  def test_faults_name_arguments(self):
-    cases = [
-        (dict(input=[5, 5, 2]), "input"),
-        (dict(filter_sizes=[3, 3, 2]), "filter_sizes"),
-        (dict(filter_sizes=[3, 3, 2, -1]), "filter_sizes"),
-        (dict(out_backprop=[1, 4, 5, 2]), "out_backprop"),
-        (dict(strides=[1, 0, 1, 1]), "strides"),
-        (dict(dilations=[1, 1, 1, 2]), "dilations"),
-        (dict(padding="EXPLICIT"), "padding"),
-        (dict(padding=[[0, 0], [1, 1], [1, 1], [0, 1]]), "explicit_paddings"),
-        (dict(data_format="NCWH"), "data_format"),
-        (dict(dy_dtype="float64"), "out_backprop"),
-        (dict(sizes_dtype="float32"), "Tsizes"),
-    ]
-    for changes, keyword in cases:
-      ex = fuzz.expect(_spec(**changes), "tf")
-      self.assertFalse(ex.ok, changes)
-      self.assertIn(keyword, ex.keywords, changes)
+  @parameterized.named_parameters(
+      ("input_rank", dict(input=[5, 5, 2]), "input"),
+      ("filter_sizes_length", dict(filter_sizes=[3, 3, 2]), "filter_sizes"),
+      ("filter_sizes_negative", dict(filter_sizes=[3, 3, 2, -1]),
+       "filter_sizes"),
+      ("out_backprop_rows", dict(out_backprop=[1, 4, 5, 2]), "out_backprop"),
+      ("stride_zero", dict(strides=[1, 0, 1, 1]), "strides"),
+      ("depth_dilation", dict(dilations=[1, 1, 1, 2]), "dilations"),
+      ("explicit_string", dict(padding="EXPLICIT"), "padding"),
+      ("depth_padding", dict(padding=[[0, 0], [1, 1], [1, 1], [0, 1]]),
+       "explicit_paddings"),
+      ("data_format", dict(data_format="NCWH"), "data_format"),
+      ("dtype_mismatch", dict(dy_dtype="float64"), "out_backprop"),
+      ("sizes_dtype", dict(sizes_dtype="float32"), "Tsizes"),
+  )
+  def test_faults_name_arguments(self, changes, keyword):
+    ex = fuzz.expect(_spec(**changes), "tf")
+    self.assertFalse(ex.ok, changes)
+    self.assertIn(keyword, ex.keywords, changes)
 
   def test_overflows(self):
     big = 2**40
@@ -111,6 +112,18 @@ class ModelTest(absltest.TestCase):
     self.assertFalse(ex.ok)
     ex = fuzz.expect(_spec(filter_sizes=[2**14, 2**14 + 1, 2, 1]), "tf")
     self.assertFalse(ex.ok)
+
+  def test_export_carries_the_tolerance(self):
+    # The sanitizer driver reads its tolerance from the export, computed by
+    # python/tolerance.py: two results, inputs in [-1, 1], 1*5*5 terms.
+    fields = dict(f.split("=", 1) for f in fuzz.export_line(
+        _spec(dtype="float16", dy_dtype="float16")).split())
+    self.assertEqual(fields["valid"], "1")
+    self.assertEqual(float(fields["atol"]), tolerance.bound(
+        "float16", 1.0, 1.0, 25, tolerance.TWO_RESULTS))
+    fields = dict(f.split("=", 1) for f in fuzz.export_line(
+        _spec(strides=[1, 0, 1, 1])).split())
+    self.assertEqual((fields["valid"], fields["atol"]), ("0", "0"))
 
   def test_c_strings_end_at_nul(self):
     spec = _spec(padding="VALID\x00x", out_backprop=[1, 3, 3, 2])

@@ -5,9 +5,11 @@
   without a GPU (skipped, saying so, when it was built without CUDA).
 - The C ABI reports CUDA availability consistently, and its CUDA entry points
   answer with a clean error on a machine without a GPU.
-- The launch planner (cc/kernels/cuda/plan.h) gives consistent grids, tap and
-  channel coverage, work splits, shared memory and workspace for every case
-  of tests/cases.py, and refuses what its 32-bit indices cannot reach.
+- The launch planner (cc/kernels/cuda/plan.h), by its invariants rather than
+  its formulas: for every case of python/cases.py the grid covers all the
+  work (taps, channels, rows, splits; no empty part), the device's limits
+  hold, shared memory and workspace hold what the kernels write, and it
+  refuses what its 32-bit indices cannot reach.
 - The CUDA kernels' code, run by the host emulator (cc/kernels/cuda/cuda.h,
   EmulateCuda), matches the float64 oracle for every CONFORMANCE case and the
   CUDA-specific cases of python/gpu_check.py, through every kernel family and
@@ -16,19 +18,15 @@
 """
 
 import os
-import sys
 
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "python"))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-import cabi  # pylint: disable=g-import-not-at-top,wrong-import-position
-import cases  # pylint: disable=g-import-not-at-top,wrong-import-position
-import gpu_check  # pylint: disable=g-import-not-at-top,wrong-import-position
-import testing  # pylint: disable=g-import-not-at-top,wrong-import-position
+import cabi
+import cases
+import gpu_check
+import testing
 
 OP = "Dwop>DepthwiseConv2dBackpropFilter"
 CUDA_STAMP = b"DWOP_BUILT_WITH_CUDA=1"
@@ -100,8 +98,9 @@ class GpuRegistrationTest(parameterized.TestCase):
     got = self.dwop.depthwise_conv2d_backprop_filter(
         x.astype(np.float32), case.filter, dy.astype(np.float32),
         case.tf_strides, case.tf_padding)
-    np.testing.assert_allclose(got.numpy(), gpu_check.oracle(case, x, dy),
-                               rtol=1e-6, atol=1e-6)
+    testing.assert_close(got.numpy(), gpu_check.oracle(case, x, dy),
+                         gpu_check.case_tolerance(case, x, dy),
+                         "dwop (CUDA build, CPU kernel) vs the float64 oracle")
 
   def test_c_abi_built_alike(self):
     self.assertTrue(library().cuda_built())
@@ -174,108 +173,112 @@ class CudaAbiTest(parameterized.TestCase):
 class CudaPlanTest(parameterized.TestCase):
 
   def check_plan(self, case, p, path):
-    """Every invariant cuda_kernels.h relies on."""
-    n, h, w, c = case.input
-    kh, kw, _, m = case.filter
+    """The invariants the kernels (filter_grad_kernels.h) rely on, not the
+    planner's formulas: the grid covers all the work and no part of it is
+    empty, the device's limits hold, and the shared memory and workspace hold
+    what the kernels write."""
+    n = case.input[0]
+    kh, kw, c, m = case.filter
     _, oh, ow, oc = case.out_backprop_nhwc
+    acc = ACC_BYTES[case.dtype]
     if case.is_empty:
       self.assertIn(p["kernel"], ("nothing", "zero"))
       self.assertEqual(p["kernel"] == "nothing", kh * kw * c * m == 0)
       self.assertEqual(p["workspace_bytes"], 0)
       return
+    # The grid: one block per (channel block, tap group, split).
     self.assertEqual(
         p["blocks"], p["channel_blocks"] * p["tap_groups_h"] *
         p["tap_groups_w"] * p["splits"])
+    # Device limits.
     self.assertBetween(p["blocks"], 1, 2**31 - 1)
+    self.assertBetween(p["threads"], 32, 1024)
     self.assertLessEqual(p["smem_bytes"], SMEM)
-    self.assertBetween(p["threads"], 32, 256)
-    # Taps: groups cover the filter, none is empty.
+    # Tap groups cover the filter, none is empty.
     for size, rows, groups in ((kh, p["tap_rows"], p["tap_groups_h"]),
                                (kw, p["tap_cols"], p["tap_groups_w"])):
-      self.assertEqual(groups, ceil_div(size, rows))
-    # Work: splits cover the items, none is empty.
+      self.assertGreaterEqual(groups * rows, size)
+      self.assertLess((groups - 1) * rows, size)
+    # Splits cover the work items, none is empty.
     self.assertGreaterEqual(p["splits"] * p["work_per_split"], p["work_total"])
     self.assertLess((p["splits"] - 1) * p["work_per_split"], p["work_total"])
+    # The workspace holds one partial filter gradient per split (the
+    # finalize kernel's input), within its cap; none without splits.
     filter_elements = kh * kw * oc
-    self.assertEqual(p["workspace_bytes"],
-                     p["splits"] * filter_elements * ACC_BYTES[case.dtype]
-                     if p["splits"] > 1 else 0)
-    self.assertLessEqual(p["workspace_bytes"], 256 << 20)
     if p["splits"] > 1:
-      self.assertBetween(p["finalize_blocks"], 1, ceil_div(filter_elements,
-                                                          256))
+      self.assertGreaterEqual(p["workspace_bytes"],
+                              p["splits"] * filter_elements * acc)
+      self.assertBetween(p["finalize_blocks"], 1,
+                         ceil_div(filter_elements, 32))
+    else:
+      self.assertEqual(p["workspace_bytes"], 0)
+    self.assertLessEqual(p["workspace_bytes"], 256 << 20)
     if p["kernel"] == "tiled":
       self.assertNotEqual(path, "register")
-      self.assertEqual((p["tap_rows"], p["tap_cols"]), (32, 32))
-      self.assertEqual(p["threads"], 256)
-      self.assertEqual(p["channel_blocks"], oc)
+      # It steps one input column per output column.
       self.assertEqual(case.strides[1] * case.dilations[1], 1)
-      self.assertEqual(p["chunk_cols"] % 8, 0)
-      self.assertBetween(p["chunk_cols"], 8, 64)
+      self.assertGreaterEqual(p["channel_blocks"], oc)
+      # Chunks and bands cover every image's output rows and columns.
       self.assertGreaterEqual(p["chunks"] * p["chunk_cols"], ow)
-      self.assertEqual(p["bands"], ceil_div(oh, 8))
-      self.assertEqual(p["x_rows"],
-                       7 * case.strides[0] + 31 * case.dilations[0] + 1)
-      self.assertEqual(p["x_pitch"] % 32, 1)
-      self.assertGreaterEqual(p["x_pitch"], p["chunk_cols"] + 31)
+      self.assertGreaterEqual(p["bands"], 1)
       self.assertEqual(p["work_total"], n * p["chunks"] * p["bands"])
-      tiles = p["x_rows"] * p["x_pitch"] + 8 * p["chunk_cols"]
-      self.assertEqual(p["smem_bytes"],
-                       max(tiles, 2048) * ACC_BYTES[case.dtype])
+      # The input tile holds a chunk's columns and the taps' reach, and
+      # fits the shared memory the launch asks for.
+      self.assertGreaterEqual(p["x_pitch"], p["chunk_cols"] + p["tap_cols"] -
+                              1)
+      self.assertGreaterEqual(p["x_rows"],
+                              (p["tap_rows"] - 1) * case.dilations[0] + 1)
+      self.assertGreaterEqual(p["smem_bytes"],
+                              p["x_rows"] * p["x_pitch"] * acc)
       return
     self.assertEqual(p["kernel"], KERNELS[case.data_format])
     self.assertNotEqual(path, "tiled")
     self.assertLessEqual(p["lanes_x"] * p["lanes_y"], p["threads"])
-    self.assertEqual(p["work_total"] % (n * oh), 0)
     self.assertEqual(p["work_per_split"] % p["lanes_y"], 0)
     if p["kernel"] == "register_nchw":
-      self.assertEqual(p["threads"], 256)  # whole warps: a shuffle reduction
-      self.assertEqual(p["vector"], 1)
-      self.assertEqual(p["channel_blocks"], oc)
-      self.assertEqual(p["lanes_x"], ceil_div(ow, ceil_div(ow, 32)))
-      self.assertEqual(p["work_total"], n * oh)
+      self.assertEqual(p["threads"] % 32, 0)  # whole warps: a shuffle reduction
+      self.assertGreaterEqual(p["channel_blocks"], oc)
+      self.assertEqual(p["work_total"], n * oh)  # every image row
       return
     vector = p["vector"]
     self.assertIn(vector, (1, 2, 4))
-    if vector > 1:
+    if vector > 1:  # vector loads need whole, aligned channel vectors
       self.assertEqual((m, c % vector), (1, 0))
+    # Channel blocks cover the channel vectors, none is empty.
     vectors = ceil_div(oc, vector)
     self.assertLessEqual(p["lanes_x"], 32)
     self.assertGreaterEqual(p["channel_blocks"] * p["lanes_x"], vectors)
     self.assertLess((p["channel_blocks"] - 1) * p["lanes_x"], vectors)
-    self.assertEqual(p["threads"], p["lanes_x"] * p["lanes_y"])
+    # Column segments cover every row, none is empty.
     self.assertGreaterEqual(p["col_segments"] * p["segment_cols"], ow)
     self.assertLess((p["col_segments"] - 1) * p["segment_cols"], ow)
     self.assertEqual(p["work_total"], n * oh * p["col_segments"])
-    self.assertEqual(p["smem_bytes"], p["threads"] * vector * p["tap_cols"] *
-                     ACC_BYTES[case.dtype])
+    # Shared memory holds every thread's partial sums of a tap row.
+    self.assertGreaterEqual(p["smem_bytes"], p["threads"] * vector *
+                            p["tap_cols"] * acc)
 
   @parameterized.named_parameters(
-      cases.named(cases.CONFORMANCE + cases.BENCH + gpu_check.CUDA_CASES))
-  def test_plan(self, case):
+      (f"{c.name}_{path}", c, path)
+      for c in cases.CONFORMANCE + cases.BENCH + gpu_check.CUDA_CASES
+      for path in gpu_check.PATHS)
+  def test_plan(self, case, path):
     for sm_count in (1, 108, 132):
-      for path in gpu_check.PATHS:
-        try:
-          p = plan(case, path, sm_count)
-        except cabi.DwopError as e:
-          self.assertEqual(path, "tiled")
-          self.assertEqual(e.status, "INVALID_ARGUMENT")
-          self.assertIn("tiled CUDA kernel cannot run", e.message)
-          self.assertTrue(case.strides[1] * case.dilations[1] > 1 or
-                          "shared memory" in e.message, e.message)
-          continue
-        self.check_plan(case, p, path)
+      try:
+        p = plan(case, path, sm_count)
+      except cabi.DwopError as e:
+        self.assertEqual(path, "tiled")
+        self.assertEqual(e.status, "INVALID_ARGUMENT")
+        self.assertIn("tiled CUDA kernel cannot run", e.message)
+        self.assertTrue(case.strides[1] * case.dilations[1] > 1 or
+                        "shared memory" in e.message, e.message)
+        continue
+      self.check_plan(case, p, path)
 
   @parameterized.named_parameters(cases.named(cases.BENCH))
-  def test_bench_kernel_choice(self, case):
+  def test_bench_plans(self, case):
     p = plan(case)
-    large = min(case.filter[:2]) >= 27
-    self.assertEqual(p["kernel"], "tiled" if large else
-                     KERNELS[case.data_format])
-    if p["kernel"] == "register_nhwc" and case.filter[3] == 1:
-      self.assertEqual(p["vector"],
-                       4 if case.filter[:2] in ((3, 3), (1, 1)) else 1)
-    # Enough blocks for an H100 (132 SMs), and some splitting at most.
+    self.assertIn(p["kernel"], ("tiled", KERNELS[case.data_format]))
+    # Enough blocks to fill an H100 (132 SMs).
     self.assertGreaterEqual(p["blocks"], 132)
 
   def test_tensors_beyond_2_to_31_elements_plan(self):
@@ -321,7 +324,7 @@ class CudaEmulatorTest(parameterized.TestCase):
     xs = gpu_check.to_storage(x, case.dtype)
     dys = gpu_check.to_storage(dy, case.dtype)
     want = gpu_check.oracle(case, x, dy)
-    scale = gpu_check.oracle(case, x, dy, absolute=True)
+    tol = gpu_check.case_tolerance(case, x, dy)
     ran = []
     # sm_count 1 and 3 put many work items in one split (the tiled kernel's
     # ring of input rows across bands); 132 splits the reduction widely.
@@ -333,7 +336,7 @@ class CudaEmulatorTest(parameterized.TestCase):
           self.assertEqual((path, e.status), ("tiled", "INVALID_ARGUMENT"))
           continue
         ok, err = gpu_check.within_tolerance(
-            gpu_check.from_storage(got, case.dtype), want, scale, case.dtype)
+            gpu_check.from_storage(got, case.dtype), want, tol)
         self.assertTrue(ok, f"{path} on {sm_count} SMs: max error {err}")
         ran.append(path)
     self.assertIn("register", ran)

@@ -26,8 +26,6 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-import testing  # pylint: disable=unused-import
-
 ENABLED = os.environ.get("DWOP_LARGE") == "1"
 INT32_LIMIT = 2**31
 

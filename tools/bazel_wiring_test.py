@@ -10,7 +10,6 @@ import os
 
 from absl.testing import absltest
 from absl.testing import parameterized
-import numpy as np
 import tensorflow as tf
 
 import cabi
@@ -51,20 +50,21 @@ class BazelWiringTest(parameterized.TestCase):
     got = dwop.depthwise_conv2d_backprop_filter(
         x, case.filter, dy, case.tf_strides, case.tf_padding,
         data_format=case.data_format, dilations=case.tf_dilations)
-    want = testing.oracle(case, x, dy)
-    np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12)
+    testing.assert_close(got.numpy(), testing.oracle(case, x, dy),
+                         testing.tolerance(case.dtype, x, dy, case),
+                         "the op vs the float64 oracle")
 
   @parameterized.named_parameters(cases.named(_CASES))
   def test_c_abi(self, case):
     x, dy = case.random_inputs()
     lib = cabi.Library()
     want = testing.oracle(case, x, dy)
+    tol = testing.tolerance(case.dtype, x, dy, case)
     for backend in ("cpu", "reference"):
       got = lib.filter_grad(x, case.filter, dy, case.tf_strides,
                             case.tf_padding, case.data_format,
                             case.tf_dilations, backend=backend)
-      np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12,
-                                 err_msg=backend)
+      testing.assert_close(got, want, tol, f"{backend} vs the float64 oracle")
 
 
 if __name__ == "__main__":

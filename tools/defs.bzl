@@ -1,17 +1,16 @@
 """Macros of dwop's BUILD: kernel libraries, per-ISA objects, nvcc, pytest."""
 
 load("@local_config_cuda//:build_defs.bzl", "CUDA_ERROR", "NVCC")
+load(
+    ":build_flags.bzl",
+    "OPT_COPTS",
+    "gencode_flag",
+    BUILD_KERNEL_COPTS = "KERNEL_COPTS",
+)
 
-# The framework-free kernels' flags, as the Makefile's KERNEL_CXXFLAGS (Bazel
-# adds -fPIC where needed). No TensorFlow include path, ever.
-KERNEL_COPTS = [
-    "-std=c++17",
-    "-fvisibility=hidden",
-    "-Wall",
-    "-Wextra",
-    "-Werror=return-type",
-    "-O3",
-]
+# The framework-free kernels' flags (tools/build_flags.bzl, which the
+# Makefile reads too). Bazel adds -fPIC itself. No TensorFlow include path.
+KERNEL_COPTS = BUILD_KERNEL_COPTS + OPT_COPTS
 
 def kernel_library(name, copts = [], **kwargs):
     """A cc_library of framework-free kernel code: KERNEL_COPTS + copts.
@@ -57,11 +56,6 @@ def kernel_source_libraries(copts_by_source, deps):
         labels.append(":" + name)
     return struct(srcs = srcs, labels = labels)
 
-def _gencode_flag(arch):
-    # sm_XY: machine code for that GPU; compute_XY: PTX for later GPUs.
-    number = arch.split("_")[1]
-    return "-gencode=arch=compute_%s,code=%s" % (number, arch)
-
 def _nvcc_objects_impl(ctx):
     if ctx.files.srcs and CUDA_ERROR:
         fail(CUDA_ERROR)
@@ -70,7 +64,7 @@ def _nvcc_objects_impl(ctx):
         obj = ctx.actions.declare_file("_nvcc/%s/%s.pic.o" % (ctx.label.name, src.basename[:-len(".cc")]))
         args = ctx.actions.args()
         args.add_all(ctx.attr.copts)
-        args.add_all([_gencode_flag(arch) for arch in ctx.attr.gpu_archs])
+        args.add_all([gencode_flag(arch) for arch in ctx.attr.gpu_archs])
         args.add_all(["-I.", "-I" + ctx.bin_dir.path])
         args.add_all(["-x", "cu", "-c", src.path, "-o", obj.path])
         ctx.actions.run(
@@ -105,7 +99,7 @@ def cuda_library(name, srcs, hdrs, copts, gpu_archs, deps = [], **kwargs):
       srcs: the .cu.cc files (may be empty).
       hdrs: the headers they include.
       copts: nvcc flags.
-      gpu_archs: e.g. ["sm_80", "sm_90", "compute_90"].
+      gpu_archs: CUDA_GPU_ARCHS of build_flags.bzl (gencode_flag).
       deps: other cc_library targets to link.
       **kwargs: passed to the cc_library (tags, visibility).
     """

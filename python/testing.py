@@ -1,5 +1,8 @@
 """Helpers shared by the test suites: dtypes, tolerances, subprocesses.
 
+Lives in python/ (pytest's pythonpath, Bazel's imports), with the case
+table and the oracle, so that tools and suites share it.
+
 Imports neither TensorFlow nor dwop, so TensorFlow-free suites can use it.
 """
 
@@ -10,15 +13,10 @@ import textwrap
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for _path in (ROOT, os.path.join(ROOT, "python"), os.path.join(ROOT, "tests")):
-  if _path not in sys.path:
-    sys.path.insert(0, _path)
+import tolerance as tolerance_policy
 
-# Relative tolerance per dtype, applied to the scale of the sum (see
-# `tolerance`): the rounding of one accumulation in that precision plus the
-# final rounding to the output type.
-RTOL = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 2e-6, "float64": 1e-13}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RTOL = tolerance_policy.RTOL
 
 
 def numpy_dtype(name):
@@ -30,18 +28,10 @@ def numpy_dtype(name):
 
 
 def tolerance(dtype, x, dy, case):
-  """Absolute tolerance for a filter gradient computed in `dtype`.
-
-  Each output is a sum over N*OH*OW products; its rounding error is bounded
-  by the dtype's epsilon times the sum of |x|*|dy| over the terms, itself at
-  most max|x| * max|dy| * terms. The output's own rounding is covered by the
-  same relative factor.
-  """
-  n, oh, ow, _ = case.out_backprop_nhwc
-  terms = max(1, n * oh * ow)
-  scale = (np.abs(x).max(initial=0.0) * np.abs(dy).max(initial=0.0) *
-           np.sqrt(terms) + 1e-30)
-  return RTOL[dtype] * scale * 4
+  """Absolute tolerance for a filter gradient of a case computed in `dtype`
+  (the policy of python/tolerance.py)."""
+  return tolerance_policy.atol(dtype, x, dy,
+                               tolerance_policy.terms_of(case.out_backprop_nhwc))
 
 
 def run_python(code, env=None, timeout=300):
@@ -97,7 +87,7 @@ def check_case(case, x, dy, got, tf_result, tf_path):
   """The conformance checks of one case; raises AssertionError.
 
   got is dwop's gradient, tf_result TensorFlow's on a path where TensorFlow
-  is right (tests/tf_paths.py). Both must be within the dtype's tolerance of
+  is right (python/tf_paths.py). Both must be within the dtype's tolerance of
   the float64 oracle and of each other; an empty case must give exact zeros;
   in half and bfloat16 dwop (float32 accumulation) must be at least as
   accurate as TensorFlow. Returns the two errors against the oracle.

@@ -11,13 +11,10 @@ import dataclasses
 import itertools
 import json
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "python"))
-import reference  # pylint: disable=g-import-not-at-top,wrong-import-position
+import reference
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 LAYOUTS = ("NHWC", "NCHW")
