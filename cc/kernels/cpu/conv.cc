@@ -278,8 +278,12 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   // Bands and groups: all channels and bands of at least kMinBandRows (and
   // twice the rows a filter spans) while the staging fits the budget, else
   // narrower groups (down to 4 blocks), shorter bands, narrower groups.
+  // (In floating point: a dilation may be huge.)
+  const double filter_span = std::min(
+      static_cast<double>(g.filter_rows) * static_cast<double>(g.dilation_rows),
+      static_cast<double>(p.src_rows));
   const int64_t span = std::min(
-      p.dst_rows, CeilDiv(std::min(g.filter_rows * g.dilation_rows, p.src_rows),
+      p.dst_rows, CeilDiv(static_cast<int64_t>(filter_span),
                           input_grad ? 1 : g.stride_rows));
   p.group_blocks = p.num_blocks;
   p.band_rows = std::min(p.dst_rows, std::max(kMinBandRows, 2 * span));
