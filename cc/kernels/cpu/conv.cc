@@ -228,9 +228,14 @@ void SizeScratch(ConvPlan& p, int64_t slots) {
     p.expand_elems = (CeilDiv(channels, L) + 1) * L * p.src_cols;
   }
   p.out_row_elems = p.layout == Layout::kNCHW ? G * p.dst_cols * L : 0;
+  if (p.direct) {
+    p.max_band_slots = 0;
+    p.slot_stride = 0;
+  }
   p.scratch_bytes =
-      (slots * p.slot_stride + p.expand_elems + p.out_row_elems) *
-      AccumulatorSize(p.dtype);
+      2 * p.max_row_taps * static_cast<int64_t>(sizeof(void*)) +
+      (p.max_band_slots * p.slot_stride + p.expand_elems + p.out_row_elems) *
+          AccumulatorSize(p.dtype);
 }
 
 void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
@@ -266,8 +271,15 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
                                      AccumulatorSize(dtype)
                                : 0;
 
+  p.direct = g.layout == Layout::kNHWC && g.depth_multiplier == 1 &&
+             (dtype == DType::kFloat || dtype == DType::kDouble) &&
+             p.src_depth % p.lanes == 0;
   MakeRowTaps(g, input_grad, s);
   MakePhases(g, input_grad, s);
+  for (int64_t r = 0; r < p.dst_rows; ++r) {
+    p.max_row_taps = std::max(p.max_row_taps,
+                              s->row_tap_first[r + 1] - s->row_tap_first[r]);
+  }
   double row_taps = static_cast<double>(s->row_taps.size());
   double col_taps = 0;
   for (const ColRun& run : s->col_runs) {

@@ -80,6 +80,11 @@ struct ConvPlan {
   const int64_t* band_src_rows = nullptr;
   const int64_t* band_first = nullptr;  // [num_bands + 1]
   int64_t max_band_slots = 0;           // slots of the largest band
+  int64_t max_row_taps = 0;             // taps of the dst row with most
+  // Nothing staged: the kernels read src in place (accumulator-typed NHWC
+  // without a multiplier, whole vectors of channels); slot = row index in
+  // the band.
+  bool direct = false;
 
   // Columns.
   const ColPhase* phases = nullptr;
