@@ -26,6 +26,7 @@ struct ConvPlanStorage {
   std::vector<int64_t> row_tap_first, band_src_rows, band_first;
   std::vector<ColPhase> phases;
   std::vector<ColRun> col_runs;
+  std::vector<int64_t> tap_lo, tap_hi;
 };
 
 namespace {
@@ -154,6 +155,9 @@ void AddPhase(ColPhase ph, int64_t taps, int64_t src_cols,
     ColRun run = taps == 0 ? ColRun{0, 0, 0, 0}
                            : TapRange(ph.src_begin + q * ph.src_step,
                                       ph.tap_src_step, taps, src_cols);
+    const int64_t col = ph.dst_begin + q * ph.dst_step;
+    s->tap_lo[col] = run.tap_lo;
+    s->tap_hi[col] = run.tap_hi;
     if (s->col_runs.size() > static_cast<size_t>(ph.run_begin) &&
         s->col_runs.back().tap_lo == run.tap_lo &&
         s->col_runs.back().tap_hi == run.tap_hi) {
@@ -184,6 +188,9 @@ int64_t Gcd(int64_t a, int64_t b) {
 void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
   s->phases.clear();
   s->col_runs.clear();
+  const int64_t dst_cols = input_grad ? g.in_cols : g.out_cols;
+  s->tap_lo.assign(dst_cols, 0);
+  s->tap_hi.assign(dst_cols, 0);
   if (!input_grad) {
     AddPhase(ColPhase{0, 1, g.out_cols, -g.pad_left, g.stride_cols,
                       g.dilation_cols, 0, 1, 0, 0},
@@ -260,20 +267,18 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   const IsaInfo& info = InfoOf(isa);
   p.lanes = dtype == DType::kDouble ? info.lanes_double : info.lanes_float;
   p.num_blocks = CeilDiv(p.dst_depth, p.lanes);
-  p.filter_depth = p.num_blocks * p.lanes;
-  // The caller's filter already is [slice][kw][dst channel] when it holds
-  // accumulators, the multiplier does not interleave the input gradient's
-  // slices, and the channels fill whole vectors.
-  p.packed = !((dtype == DType::kFloat || dtype == DType::kDouble) &&
-               (!input_grad || g.depth_multiplier == 1) &&
-               p.dst_depth % p.lanes == 0);
-  p.workspace_bytes = p.packed ? p.num_slices * g.filter_cols * p.filter_depth *
-                                     AccumulatorSize(dtype)
-                               : 0;
+  p.filter_block_stride = p.num_slices * g.filter_cols * p.lanes;
+  p.workspace_bytes =
+      p.num_blocks * p.filter_block_stride * AccumulatorSize(dtype);
 
+  // In place where nothing needs converting, spreading or transposing and
+  // the channels fill whole vectors, unless the pixels lie a multiple of
+  // 1 KiB apart: then a column's taps all map to the same few L1 sets (512
+  // float channels: 2 of 64), and the staged copy is faster.
   p.direct = g.layout == Layout::kNHWC && g.depth_multiplier == 1 &&
              (dtype == DType::kFloat || dtype == DType::kDouble) &&
-             p.src_depth % p.lanes == 0;
+             p.src_depth % p.lanes == 0 &&
+             p.src_depth * AccumulatorSize(dtype) % 1024 != 0;
   MakeRowTaps(g, input_grad, s);
   MakePhases(g, input_grad, s);
   for (int64_t r = 0; r < p.dst_rows; ++r) {
@@ -349,25 +354,26 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   p.phases = s->phases.data();
   p.num_phases = static_cast<int64_t>(s->phases.size());
   p.col_runs = s->col_runs.data();
+  p.tap_lo = s->tap_lo.data();
+  p.tap_hi = s->tap_hi.data();
 }
 
-// The filter as accumulators, [slice][kw][filter_depth], slices [begin, end).
+// Packs channel blocks [begin, end) of the filter (ConvPlan::filter).
 template <typename T>
 void PackFilter(const Geometry& g, const ConvPlan& p, const T* filter,
                 int64_t begin, int64_t end, void* out) {
   using Acc = typename AccumulatorOf<T>::type;
-  Acc* packed = static_cast<Acc*>(out);
-  const int64_t M = g.depth_multiplier;
-  for (int64_t slice = begin; slice < end; ++slice) {
-    const int64_t kh = slice % g.filter_rows, m = slice / g.filter_rows;
-    for (int64_t kw = 0; kw < g.filter_cols; ++kw) {
-      Acc* to = packed + (slice * g.filter_cols + kw) * p.filter_depth;
-      const T* from = filter + (kh * g.filter_cols + kw) * g.out_depth();
-      for (int64_t c = 0; c < p.filter_depth; ++c) {
-        if (c >= p.dst_depth) {
-          to[c] = Acc(0);
-        } else {
-          to[c] = Load(from + (p.input_grad ? c * M + m : c));
+  const int64_t M = g.depth_multiplier, L = p.lanes;
+  for (int64_t block = begin; block < end; ++block) {
+    Acc* to = static_cast<Acc*>(out) + block * p.filter_block_stride;
+    for (int64_t slice = 0; slice < p.num_slices; ++slice) {
+      const int64_t kh = slice % g.filter_rows, m = slice / g.filter_rows;
+      for (int64_t kw = 0; kw < g.filter_cols; ++kw, to += L) {
+        const T* from = filter + (kh * g.filter_cols + kw) * g.out_depth();
+        for (int64_t i = 0; i < L; ++i) {
+          const int64_t c = block * L + i;
+          to[i] = c < p.dst_depth ? Load(from + (p.input_grad ? c * M + m : c))
+                                  : Acc(0);
         }
       }
     }
@@ -386,18 +392,15 @@ Status RunConv(const ConvPlanStorage& storage, const Geometry& g,
   ConvPlan plan = storage.plan;
   plan.src = src;
   plan.dst = dst;
-  plan.filter = filter;
-  if (plan.packed) {
-    plan.filter = workspace;
-    ForType(plan.dtype, [&](auto zero) {
-      using T = decltype(zero);
-      const T* f = static_cast<const T*>(filter);
-      parallel_for(plan.num_slices, g.filter_cols * plan.filter_depth * 4,
-                   [&](int64_t begin, int64_t end) {
-                     PackFilter(g, plan, f, begin, end, workspace);
-                   });
-    });
-  }
+  plan.filter = workspace;
+  ForType(plan.dtype, [&](auto zero) {
+    using T = decltype(zero);
+    const T* f = static_cast<const T*>(filter);
+    parallel_for(plan.num_blocks, plan.filter_block_stride * 4,
+                 [&](int64_t begin, int64_t end) {
+                   PackFilter(g, plan, f, begin, end, workspace);
+                 });
+  });
   const auto run_chunk = kIsaChunks[static_cast<int>(storage.isa)].run;
   std::atomic<bool> out_of_memory{false};
   parallel_for(plan.num_chunks(),

@@ -90,15 +90,17 @@ struct ConvPlan {
   const ColPhase* phases = nullptr;
   int64_t num_phases = 0;
   const ColRun* col_runs = nullptr;
+  // The same per dst column: its valid taps [tap_lo[col], tap_hi[col]).
+  const int64_t* tap_lo = nullptr;  // [dst_cols]
+  const int64_t* tap_hi = nullptr;  // [dst_cols]
 
-  // The filter as accumulator-typed vectors: [slices][filter_cols]
-  // [filter_depth], filter_depth = num_blocks * lanes (zero lanes past
-  // dst_depth); slice = kh (forward) or m * KH + kh (input gradient).
-  // Either the caller's filter itself (packed == false: its layout already
-  // is that) or a copy in the workspace.
-  bool packed = false;
+  // The filter, packed into the workspace as accumulator-typed vectors,
+  // one channel block after another (so that a block's taps are contiguous
+  // whatever the channel count): [num_blocks][num_slices][filter_cols]
+  // [lanes], zero lanes past dst_depth; slice = kh (forward) or m * KH + kh
+  // (input gradient); filter_block_stride = num_slices * filter_cols * lanes.
   int64_t num_slices = 0;
-  int64_t filter_depth = 0;
+  int64_t filter_block_stride = 0;
   int64_t workspace_bytes = 0;
 
   // Per-thread scratch (bytes, 64-byte aligned): the staged slots, the
@@ -111,7 +113,7 @@ struct ConvPlan {
 
   // Buffers.
   const void* src = nullptr;
-  const void* filter = nullptr;  // accumulator-typed, as described above
+  const void* filter = nullptr;  // packed, as described above
   void* dst = nullptr;
 
   int64_t num_chunks() const { return batch * num_bands * num_groups; }
