@@ -25,7 +25,6 @@ struct ConvPlanStorage {
   std::vector<RowTap> row_taps;
   std::vector<int64_t> row_tap_first, band_src_rows, band_first;
   std::vector<ColPhase> phases;
-  std::vector<ColRun> col_runs;
   std::vector<int64_t> tap_lo, tap_hi;
 };
 
@@ -131,8 +130,9 @@ void MakeBands(ConvPlanStorage* s) {
 
 // Valid taps [lo, hi) of a phase's column whose tap 0 reads src column
 // `base`, taps stepping `step` (!= 0) columns, `taps` of them, in a src of
-// `width` columns. Division only: steps and bases may be huge.
-ColRun TapRange(int64_t base, int64_t step, int64_t taps, int64_t width) {
+// `width` columns ([0, 0) when none). Division only: steps and bases may be
+// huge.
+Range TapRange(int64_t base, int64_t step, int64_t taps, int64_t width) {
   int64_t lo, hi;
   if (step > 0) {
     lo = base < 0 ? CeilDiv(-base, step) : 0;
@@ -142,33 +142,20 @@ ColRun TapRange(int64_t base, int64_t step, int64_t taps, int64_t width) {
     lo = base >= width ? CeilDiv(base - width + 1, down) : 0;
     hi = base < 0 ? 0 : std::min(taps, base / down + 1);
   }
-  if (lo >= hi) lo = hi = 0;
-  return ColRun{0, 0, lo, hi};
+  return lo < hi ? Range{lo, hi} : Range{0, 0};
 }
 
-// Appends a phase of `taps` taps and cuts its columns into runs of equal
-// valid taps.
-void AddPhase(ColPhase ph, int64_t taps, int64_t src_cols,
+// Appends a phase of `taps` taps and the valid taps of its columns.
+void AddPhase(const ColPhase& ph, int64_t taps, int64_t src_cols,
               ConvPlanStorage* s) {
-  ph.run_begin = static_cast<int64_t>(s->col_runs.size());
   for (int64_t q = 0; q < ph.count; ++q) {
-    ColRun run = taps == 0 ? ColRun{0, 0, 0, 0}
-                           : TapRange(ph.src_begin + q * ph.src_step,
-                                      ph.tap_src_step, taps, src_cols);
+    const Range valid = taps == 0 ? Range{0, 0}
+                                  : TapRange(ph.src_begin + q * ph.src_step,
+                                             ph.tap_src_step, taps, src_cols);
     const int64_t col = ph.dst_begin + q * ph.dst_step;
-    s->tap_lo[col] = run.tap_lo;
-    s->tap_hi[col] = run.tap_hi;
-    if (s->col_runs.size() > static_cast<size_t>(ph.run_begin) &&
-        s->col_runs.back().tap_lo == run.tap_lo &&
-        s->col_runs.back().tap_hi == run.tap_hi) {
-      s->col_runs.back().end = q + 1;
-    } else {
-      run.begin = q;
-      run.end = q + 1;
-      s->col_runs.push_back(run);
-    }
+    s->tap_lo[col] = valid.begin;
+    s->tap_hi[col] = valid.end;
   }
-  ph.run_end = static_cast<int64_t>(s->col_runs.size());
   s->phases.push_back(ph);
 }
 
@@ -187,13 +174,12 @@ int64_t Gcd(int64_t a, int64_t b) {
 // step by stride/gcd, the out_backprop columns back by dilation/gcd.
 void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
   s->phases.clear();
-  s->col_runs.clear();
   const int64_t dst_cols = input_grad ? g.in_cols : g.out_cols;
   s->tap_lo.assign(dst_cols, 0);
   s->tap_hi.assign(dst_cols, 0);
   if (!input_grad) {
     AddPhase(ColPhase{0, 1, g.out_cols, -g.pad_left, g.stride_cols,
-                      g.dilation_cols, 0, 1, 0, 0},
+                      g.dilation_cols, 0, 1},
              g.filter_cols, g.in_cols, s);
     return;
   }
@@ -204,7 +190,7 @@ void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
   const int64_t phases = std::min(g.stride_cols, g.in_cols);
   for (int64_t rho = 0; rho < phases; ++rho) {
     ColPhase ph{rho, g.stride_cols, CeilDiv(g.in_cols - rho, g.stride_cols),
-                0, 1, -(g.dilation_cols / gcd), 0, g.stride_cols / gcd, 0, 0};
+                0, 1, -(g.dilation_cols / gcd), 0, g.stride_cols / gcd};
     int64_t taps = 0;
     for (int64_t kw = 0; kw < g.filter_cols; ++kw) {
       if (valid[kw].begin >= valid[kw].end) continue;
@@ -287,8 +273,8 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   }
   double row_taps = static_cast<double>(s->row_taps.size());
   double col_taps = 0;
-  for (const ColRun& run : s->col_runs) {
-    col_taps += static_cast<double>((run.end - run.begin) * (run.tap_hi - run.tap_lo));
+  for (size_t col = 0; col < s->tap_lo.size(); ++col) {
+    col_taps += static_cast<double>(s->tap_hi[col] - s->tap_lo[col]);
   }
   p.work = static_cast<double>(g.batch) * row_taps * col_taps * p.num_blocks;
 
@@ -353,7 +339,6 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   p.band_first = s->band_first.data();
   p.phases = s->phases.data();
   p.num_phases = static_cast<int64_t>(s->phases.size());
-  p.col_runs = s->col_runs.data();
   p.tap_lo = s->tap_lo.data();
   p.tap_hi = s->tap_hi.data();
 }

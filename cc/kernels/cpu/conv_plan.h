@@ -35,20 +35,13 @@ struct RowTap {
 // The dst columns dst_begin + q * dst_step, q in [0, count), and their taps:
 // tap t of column q reads src column src_begin + q * src_step +
 // t * tap_src_step with filter column filter_begin + t * filter_step, for t
-// in the range of q's ColRun: the taps whose src columns lie inside the
-// tensor. The runs col_runs[run_begin .. run_end) cover [0, count) in order.
+// in [tap_lo[col], tap_hi[col]) (ConvPlan): the taps whose src columns lie
+// inside the tensor (empty: the column is zero). The ranges are monotone in
+// q.
 struct ColPhase {
   int64_t dst_begin, dst_step, count;
   int64_t src_begin, src_step, tap_src_step;
   int64_t filter_begin, filter_step;
-  int64_t run_begin, run_end;
-};
-
-// Columns [begin, end) of a phase whose valid taps are [tap_lo, tap_hi)
-// (empty: the columns are zero).
-struct ColRun {
-  int64_t begin, end;
-  int64_t tap_lo, tap_hi;
 };
 
 struct ConvPlan {
@@ -89,8 +82,6 @@ struct ConvPlan {
   // Columns.
   const ColPhase* phases = nullptr;
   int64_t num_phases = 0;
-  const ColRun* col_runs = nullptr;
-  // The same per dst column: its valid taps [tap_lo[col], tap_hi[col]).
   const int64_t* tap_lo = nullptr;  // [dst_cols]
   const int64_t* tap_hi = nullptr;  // [dst_cols]
 
