@@ -100,6 +100,12 @@ LARGE_FILTER_CASES = [
          (3, 2)),
     ]
     for layout in cases.LAYOUTS for dtype in ("float32", "bfloat16")
+] + [
+    # Every tap reads padding: no row has a tap (and, read in place, the
+    # kernel needs no scratch at all), the result is zeros.
+    cases.Case(f"all_padding_{dtype}", (2, 1, 1, 16), (1, 1, 16, 1), (3, 3),
+               ((2, 0), (2, 0)), (1, 1), "NHWC", dtype)
+    for dtype in ("float32", "float64")
 ]
 
 

@@ -391,7 +391,9 @@ Status RunConv(const ConvPlanStorage& storage, const Geometry& g,
   parallel_for(plan.num_chunks(),
                SaturatingInt64(plan.work / plan.num_chunks()) + 1000,
                [&](int64_t begin, int64_t end) {
-                 void* scratch = ThreadScratch(plan.scratch_bytes);
+                 // (At least a line: a fresh thread's empty buffer is null.)
+                 void* scratch =
+                     ThreadScratch(std::max<int64_t>(plan.scratch_bytes, 64));
                  if (scratch == nullptr) {
                    out_of_memory = true;
                    return;
