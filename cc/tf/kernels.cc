@@ -12,7 +12,6 @@
 
 #include "cc/kernels/common/geometry.h"
 #include "cc/kernels/common/params.h"
-#include "cc/kernels/common/reference.h"
 #include "cc/kernels/cpu/conv.h"
 #include "cc/kernels/cpu/cpu.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -115,19 +114,17 @@ struct Launcher<CPUDevice> {
     return RunCpuPlan(ctx, params, ::dwop::CpuPlan(params),
                       ::dwop::OpKind::kFilterGrad);
   }
-  // The forward and the input gradient run the reference kernel until the
-  // fast CPU kernels (cc/kernels/cpu/conv.h) are in; each switches by
-  // replacing its return line with
-  //   return RunCpuPlan(ctx, params, ::dwop::CpuConvPlan(params), <OpKind>);
-  static absl::Status Run(OpKernelContext* /*ctx*/,
+  static absl::Status Run(OpKernelContext* ctx,
                           const ::dwop::ForwardParams& params) {
     if (::dwop::WriteZerosIfNothingToSum(params)) return absl::OkStatus();
-    return ToTf(::dwop::RunReference(params));
+    return RunCpuPlan(ctx, params, ::dwop::CpuConvPlan(params),
+                      ::dwop::OpKind::kForward);
   }
-  static absl::Status Run(OpKernelContext* /*ctx*/,
+  static absl::Status Run(OpKernelContext* ctx,
                           const ::dwop::InputGradParams& params) {
     if (::dwop::WriteZerosIfNothingToSum(params)) return absl::OkStatus();
-    return ToTf(::dwop::RunReference(params));
+    return RunCpuPlan(ctx, params, ::dwop::CpuConvPlan(params),
+                      ::dwop::OpKind::kInputGrad);
   }
 };
 
