@@ -25,7 +25,7 @@ from dwop._ops import depthwise_conv2d
 from dwop._ops import depthwise_conv2d_backprop_filter
 from dwop._ops import separable_conv2d
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "LibraryError",
