@@ -43,6 +43,10 @@ if tuple(int(p) for p in setuptools.__version__.split(".")[:2]) < (77, 0):
            f"{setuptools.__version__}: pip install 'setuptools>=77' wheel "
            "(or build without --no-build-isolation)")
 LIBRARY = os.path.join("dwop", "_dwop_ops.so")
+# What a failed build removes from the source tree unless it was there before
+# (setuptools creates both before the library is compiled).
+_SCRATCH = [p for p in ("build", "dwop.egg-info")
+            if not os.path.exists(os.path.join(ROOT, p))]
 
 
 def _tensorflow_version():
@@ -101,7 +105,6 @@ class BuildOpLibrary(Command):
     tf_version = _tensorflow_version()
     objects = object_directory(tf_version)
     library = self.library_path()
-    had_build_dir = os.path.isdir(os.path.join(ROOT, "build"))
     os.makedirs(os.path.dirname(library), exist_ok=True)
     jobs = os.environ.get("DWOP_BUILD_JOBS") or str(os.cpu_count() or 1)
     try:
@@ -117,8 +120,8 @@ class BuildOpLibrary(Command):
     except (OSError, subprocess.CalledProcessError) as e:
       # Leave nothing behind: no half-built objects, no partial library.
       shutil.rmtree(objects, ignore_errors=True)
-      if not had_build_dir:
-        shutil.rmtree(os.path.join(ROOT, "build"), ignore_errors=True)
+      for path in _SCRATCH:
+        shutil.rmtree(os.path.join(ROOT, path), ignore_errors=True)
       if os.path.exists(library):
         os.remove(library)
       raise ExecError(
