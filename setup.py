@@ -144,5 +144,7 @@ class BinaryDistribution(Distribution):
     return True
 
 
-setup(cmdclass={"build": Build, "build_op_library": BuildOpLibrary},
-      distclass=BinaryDistribution)
+# setuptools' PEP 517 backend runs this file as __main__; tests import it.
+if __name__ == "__main__":
+  setup(cmdclass={"build": Build, "build_op_library": BuildOpLibrary},
+        distclass=BinaryDistribution)
