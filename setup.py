@@ -43,10 +43,11 @@ if tuple(int(p) for p in setuptools.__version__.split(".")[:2]) < (77, 0):
            f"{setuptools.__version__}: pip install 'setuptools>=77' wheel "
            "(or build without --no-build-isolation)")
 LIBRARY = os.path.join("dwop", "_dwop_ops.so")
-# What a failed build removes from the source tree unless it was there before
-# (setuptools creates both before the library is compiled).
-_SCRATCH = [p for p in ("build", "dwop.egg-info")
-            if not os.path.exists(os.path.join(ROOT, p))]
+# What a failed build removes from the source tree: setuptools' egg-info
+# (rewritten by every build), and build/ unless it was there before (both are
+# created before the library is compiled).
+_SCRATCH = ["dwop.egg-info"] + (
+    [] if os.path.exists(os.path.join(ROOT, "build")) else ["build"])
 
 
 def _tensorflow_version():
