@@ -107,6 +107,10 @@ class BuildOpLibrary(Command):
     objects = object_directory(tf_version)
     library = self.library_path()
     os.makedirs(os.path.dirname(library), exist_ok=True)
+    # Always relink: a library left in build/lib by a build against another
+    # TensorFlow can be newer than this key's objects, and make would keep it.
+    if os.path.exists(library):
+      os.remove(library)
     jobs = os.environ.get("DWOP_BUILD_JOBS") or str(os.cpu_count() or 1)
     try:
       # The TensorFlow flags are refreshed on every build (an isolated build
