@@ -1,9 +1,8 @@
 """`python -m dwop` (dwop/__main__.py): the report, the self-check table,
 and its exit status."""
 
-import io
-import os
 import contextlib
+import io
 from unittest import mock
 
 from absl.testing import absltest
