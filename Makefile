@@ -12,7 +12,9 @@
 #   make print-flags  the compiler flags (declared in tools/build_flags.bzl)
 #   make bench    build, then the benchmark (python/bench.py)
 #   make lib PY=/path/to/python BUILD=dir   the op library against another
-#                 interpreter's TensorFlow (what `pip install .` runs)
+#                 interpreter's TensorFlow (what `pip install .` runs, with
+#                 BUILD=build/pip-<platform>-<python>-tf<version>: one
+#                 object directory per interpreter and TensorFlow version)
 #   make cabi     only the framework-free C ABI (no TensorFlow needed)
 #
 # CUDA kernels are compiled and linked in when nvcc is on the PATH (or NVCC is
@@ -94,12 +96,18 @@ $(BUILD)/cc/kernels/%.cu.o: cc/kernels/%.cu.cc
 CUDA_CONFIG := cuda=$(if $(CUDA_OBJS),$(NVCC) $(CUDA_LIBDIR),off)
 $(shell mkdir -p $(BUILD) && [ "$$(cat $(BUILD)/cuda.config 2>/dev/null)" = \
     '$(CUDA_CONFIG)' ] || echo '$(CUDA_CONFIG)' > $(BUILD)/cuda.config)
-$(BUILD)/cc/tf/kernels.o $(BUILD)/cc/c_api/dwop_c.o: $(BUILD)/cuda.config
+$(BUILD)/cc/tf/kernels.o $(BUILD)/cc/tf/info.o $(BUILD)/cc/c_api/dwop_c.o: \
+    $(BUILD)/cuda.config
 
 # --- TensorFlow glue. Flags come from the interpreter's tf.sysconfig, cached
 # in $(BUILD)/tf/ (TensorFlow's headers are treated as system headers).
 TF_SRCS := cc/tf/ops.cc cc/tf/kernels.cc
+# cc/tf/info.cc: what `python -m dwop` asks the library (CPU ISA, CUDA built).
+TF_SRCS := $(sort $(TF_SRCS) cc/tf/info.cc)
 TF_OBJS := $(TF_SRCS:%.cc=$(BUILD)/%.o)
+# The op library ships only what the ops run: not the CUDA host emulator
+# (cc/kernels/cuda/emulator.cc), a test tool that only the C ABI links.
+LIB_KERNEL_OBJS := $(filter-out $(BUILD)/cc/kernels/cuda/emulator.o,$(KERNEL_OBJS))
 TF_CFG := $(BUILD)/tf/config
 TF_CXXFLAGS = -fPIC -O2 -Wall -I. -MMD -MP $(shell cat $(TF_CFG).cflags) \
               -DDWOP_TF_VERSION='"$(shell cat $(TF_CFG).version)"' \
@@ -142,8 +150,8 @@ $(BUILD)/cc/tf/%.o: cc/tf/%.cc $(TF_CFG)
 	@mkdir -p $(dir $@)
 	$(CXX) $(TF_CXXFLAGS) -c $< -o $@
 
-$(LIB): $(TF_OBJS) $(KERNEL_OBJS) $(CUDA_OBJS) $(TF_CFG)
-	$(CXX) -shared -o $@ $(TF_OBJS) $(KERNEL_OBJS) $(CUDA_OBJS) \
+$(LIB): $(TF_OBJS) $(LIB_KERNEL_OBJS) $(CUDA_OBJS) $(TF_CFG)
+	$(CXX) -shared -o $@ $(TF_OBJS) $(LIB_KERNEL_OBJS) $(CUDA_OBJS) \
 	    $(shell cat $(TF_CFG).lflags) $(CUDA_LDFLAGS) -Wl,--no-undefined
 
 $(CABI): $(CABI_OBJS) $(KERNEL_OBJS) $(CUDA_OBJS)

@@ -29,7 +29,7 @@ from dwop._switch import enable
 from dwop._switch import enabled
 from dwop._switch import is_enabled
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "LibraryError",

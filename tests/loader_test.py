@@ -6,6 +6,7 @@ generated op's attribute checks."""
 import inspect
 import os
 import re
+import sys
 import tempfile
 import types
 from unittest import mock
@@ -73,6 +74,17 @@ class PackageTest(absltest.TestCase):
         [(p.name, p.default, p.kind) for p in ours.parameters.values()],
         [(p.name, p.default, p.kind) for p in theirs.parameters.values()])
 
+  def test_supported_tensorflow_is_the_one_imported(self):
+    # The development environment runs the TensorFlow the release supports.
+    self.assertEqual(_loader.SUPPORTED_TENSORFLOW, tf.__version__)
+
+  def test_rebuild_hint_outside_a_source_tree(self):
+    with mock.patch.object(_loader, "source_tree", return_value=None):
+      hint = _loader.rebuild_hint()
+    self.assertIn("--force-reinstall --no-deps <path to the dwop source "
+                  "tree>", hint)
+    self.assertIn("python -m dwop", hint)
+
   def test_library_error_is_an_import_error(self):
     self.assertTrue(issubclass(dwop.LibraryError, ImportError))
 
@@ -104,6 +116,14 @@ class LoaderTest(absltest.TestCase):
     self.assertIn(path, message)
     self.assertRegex(message, regex)
     self.assertIn("make build", message)
+    # What to run: the supported TensorFlow, and the pip command that
+    # rebuilds against the running one, with this interpreter and this tree.
+    self.assertIn(f"supports TensorFlow {_loader.SUPPORTED_TENSORFLOW}",
+                  message)
+    self.assertIn(f"tensorflow=={_loader.SUPPORTED_TENSORFLOW}", message)
+    self.assertIn(f"{sys.executable} -m pip install 'setuptools>=77' wheel "
+                  f"&& {sys.executable} -m pip install --no-build-isolation "
+                  f"--force-reinstall --no-deps {testing.ROOT}", message)
 
   def test_missing_library(self):
     with tempfile.TemporaryDirectory() as tmp:
