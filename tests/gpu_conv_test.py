@@ -66,24 +66,26 @@ def result_elements(case, op):
 def covered_elements(case, op, p):
   """The result offsets the plan's items write, in item order, derived from
   the item decomposition documented in conv_kernels.h."""
-  n, h, w, c = case.input
-  _, oh, ow, oc = case.out_backprop_nhwc
-  nchw = case.data_format == "NCHW"
   items = np.arange(p["items"], dtype=np.int64)
-  if op == "input_grad" or nchw:
+  if case.data_format == "NCHW":
     return items  # one element per item: its own offset
+  # NHWC: item = ((n * rows + row) * col_runs + run) * depth + channel.
+  if op == "forward":
+    _, rows, width, depth = case.out_backprop_nhwc
+  else:
+    _, rows, width, depth = case.input
   cols = p["cols_per_thread"]
-  ch = items % oc
-  rest = items // oc
+  ch = items % depth
+  rest = items // depth
   run = rest % p["col_runs"]
   rest //= p["col_runs"]
-  row = rest % oh
-  img = rest // oh
+  row = rest % rows
+  img = rest // rows
   offsets = []
   for j in range(cols):
     col = run * cols + j
-    ok = col < ow
-    offsets.append((((img * oh + row) * ow + col) * oc + ch)[ok])
+    ok = col < width
+    offsets.append((((img * rows + row) * width + col) * depth + ch)[ok])
   return np.concatenate(offsets)
 
 
@@ -107,13 +109,20 @@ class CudaConvPlanTest(parameterized.TestCase):
     # The grid covers the items, no block is empty.
     self.assertGreaterEqual(p["blocks"] * p["threads"], p["items"])
     self.assertLess((p["blocks"] - 1) * p["threads"], p["items"])
-    if p["kernel"] == "forward_nhwc":
-      _, oh, ow, oc = case.out_backprop_nhwc
-      self.assertBetween(p["cols_per_thread"], 1, 4)
-      self.assertEqual(p["col_runs"], ceil_div(ow, p["cols_per_thread"]))
-      self.assertEqual(p["items"], case.input[0] * oh * p["col_runs"] * oc)
+    n, h, w, c = case.input
+    _, oh, ow, oc = case.out_backprop_nhwc
+    if case.data_format == "NHWC":
+      if op == "forward":
+        rows, width, depth, cols = oh, ow, oc, min(4, ow)
+      else:
+        rows, width, depth = h, w, c
+        cols = min(4, w) if case.strides[1] == 1 else 1
+      self.assertEqual(p["cols_per_thread"], cols)
+      self.assertEqual(p["col_runs"], ceil_div(width, cols))
+      self.assertEqual(p["items"], n * rows * p["col_runs"] * depth)
     else:
       self.assertEqual(p["cols_per_thread"], 1)
+      self.assertEqual(p["col_runs"], 0)
       self.assertEqual(p["items"], elements)
 
   @parameterized.named_parameters(cases.named(ALL_CASES + cases.BENCH))

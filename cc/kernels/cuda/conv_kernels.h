@@ -21,11 +21,17 @@
 //     costs nothing.
 //   ForwardItem (NCHW): item = the output element's offset; lanes run over
 //     output columns.
-//   InputGradItem: item = the in_backprop element's offset (lanes over
-//     channels for NHWC, columns for NCHW). Only the taps whose output
-//     position exists are visited: kh with (ih + pad_top - kh * dilation)
-//     divisible by the stride, found once (at most step_rows tests) and then
-//     stepped by step_rows = stride / gcd(stride, dilation); likewise columns.
+//   InputGradItem (NHWC): item = ((n * H + ih) * col_runs + run) * C + c;
+//     lanes over input channels, each thread a run of cols_per_thread input
+//     columns when stride_cols is 1 (each filter value loaded once for the
+//     run), else one column. (NCHW): item = the in_backprop element's
+//     offset, lanes over columns. Only the taps whose output position exists
+//     are visited: kh with (ih + pad_top - kh * dilation) divisible by the
+//     stride, found once (at most step_rows tests) and then stepped by
+//     step_rows = stride / gcd(stride, dilation); likewise single columns
+//     (a run of columns, stride 1, checks each column's output column).
+//     Every element sums in the same order (kh, kw, m ascending) whichever
+//     way it is reached.
 #ifndef DWOP_CC_KERNELS_CUDA_CONV_KERNELS_H_
 #define DWOP_CC_KERNELS_CUDA_CONV_KERNELS_H_
 
@@ -226,32 +232,45 @@ DWOP_DEVICE void GatherTaps(int p, int dilation, int stride, int step,
 template <typename T, bool kNchw>
 DWOP_DEVICE void InputGradItem(const ConvArgs& a, int64_t item) {
   using A = Acc<T>;
+  constexpr int kCols = kNchw ? 1 : kForwardMaxCols;
   const T* dy = static_cast<const T*>(a.input);
   const T* w = static_cast<const T*>(a.filter);
   T* dx = static_cast<T*>(a.output);
-  int n, ih, iw, c;
+  int n, ih, iw0, c, cols;
   if (kNchw) {
-    iw = static_cast<int>(item % a.in_cols);
+    iw0 = static_cast<int>(item % a.in_cols);
     int64_t rest = item / a.in_cols;
     ih = static_cast<int>(rest % a.in_rows);
     rest /= a.in_rows;
     c = static_cast<int>(rest % a.in_depth);
     n = static_cast<int>(rest / a.in_depth);
+    cols = 1;
   } else {
     c = static_cast<int>(item % a.in_depth);
     int64_t rest = item / a.in_depth;
-    iw = static_cast<int>(rest % a.in_cols);
-    rest /= a.in_cols;
+    const int run = static_cast<int>(rest % a.col_runs);
+    rest /= a.col_runs;
     ih = static_cast<int>(rest % a.in_rows);
     n = static_cast<int>(rest / a.in_rows);
+    iw0 = run * a.cols_per_thread;
+    cols = Min(a.cols_per_thread, a.in_cols - iw0);
   }
   const int r = ih + a.pad_top;
-  const int q = iw + a.pad_left;
+  const int q0 = iw0 + a.pad_left;
   int kh_first, kh_last, kw_first, kw_last;
   GatherTaps(r, a.dilation_rows, a.stride_rows, a.step_rows, a.out_rows,
              a.filter_rows, &kh_first, &kh_last);
-  GatherTaps(q, a.dilation_cols, a.stride_cols, a.step_cols, a.out_cols,
-             a.filter_cols, &kw_first, &kw_last);
+  if (cols == 1) {
+    GatherTaps(q0, a.dilation_cols, a.stride_cols, a.step_cols, a.out_cols,
+               a.filter_cols, &kw_first, &kw_last);
+  } else {
+    // A run of columns (stride_cols == 1, planned): every tap some column
+    // of the run reads; each column checks its own output column below.
+    kw_last = Min(a.filter_cols - 1, (q0 + cols - 1) / a.dilation_cols);
+    const int over = q0 - (a.out_cols - 1);
+    kw_first = over <= 0 ? 0 : CeilDivNonNeg(over, a.dilation_cols);
+  }
+  const int kw_step = cols == 1 ? a.step_cols : 1;
   // out_backprop element (oh, ow, oc) of image n: dy_image + oh * row_pitch
   // + ow * col_pitch + oc * depth_pitch.
   const int64_t col_pitch = kNchw ? 1 : a.out_depth;
@@ -262,22 +281,48 @@ DWOP_DEVICE void InputGradItem(const ConvArgs& a, int64_t item) {
   const T* dy_image =
       dy + static_cast<int64_t>(n) * a.out_rows * a.out_cols * a.out_depth +
       oc0 * depth_pitch;
-  A acc = A(0);
+  A acc[kCols];
+  DWOP_UNROLL
+  for (int j = 0; j < kCols; ++j) acc[j] = A(0);
   for (int kh = kh_first; kh <= kh_last; kh += a.step_rows) {
     const int oh = (r - kh * a.dilation_rows) / a.stride_rows;
     const T* dy_row = dy_image + oh * row_pitch;
     const T* w_row =
         w + static_cast<int64_t>(kh) * a.filter_cols * a.out_depth + oc0;
-    for (int kw = kw_first; kw <= kw_last; kw += a.step_cols) {
-      const int ow = (q - kw * a.dilation_cols) / a.stride_cols;
-      const T* d = dy_row + ow * col_pitch;
+    for (int kw = kw_first; kw <= kw_last; kw += kw_step) {
       const T* wt = w_row + static_cast<int64_t>(kw) * a.out_depth;
-      for (int m = 0; m < a.multiplier; ++m) {
-        acc = Fma(ToAcc(wt[m]), ToAcc(d[m * depth_pitch]), acc);
+      if (cols == 1) {
+        const int ow = (q0 - kw * a.dilation_cols) / a.stride_cols;
+        const T* d = dy_row + ow * col_pitch;
+        for (int m = 0; m < a.multiplier; ++m) {
+          acc[0] = Fma(ToAcc(wt[m]), ToAcc(d[m * depth_pitch]), acc[0]);
+        }
+      } else {
+        const int ow0 = q0 - kw * a.dilation_cols;  // column j: ow0 + j
+        for (int m = 0; m < a.multiplier; ++m) {
+          const A wv = ToAcc(wt[m]);
+          DWOP_UNROLL
+          for (int j = 0; j < kCols; ++j) {
+            const int ow = ow0 + j;
+            if (j < cols && ow >= 0 && ow < a.out_cols) {
+              acc[j] = Fma(wv, ToAcc(dy_row[ow * col_pitch + m]), acc[j]);
+            }
+          }
+        }
       }
     }
   }
-  dx[item] = FromAcc<T>(acc);
+  if (kNchw) {
+    dx[item] = FromAcc<T>(acc[0]);
+  } else {
+    T* dx_run = dx + ((static_cast<int64_t>(n) * a.in_rows + ih) * a.in_cols +
+                      iw0) * a.in_depth + c;
+    DWOP_UNROLL
+    for (int j = 0; j < kCols; ++j) {
+      if (j < cols) dx_run[static_cast<int64_t>(j) * a.in_depth] =
+          FromAcc<T>(acc[j]);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -94,6 +94,9 @@ Status PlanGather(const Geometry& g, DType dtype, int64_t output_elements,
   if (kernel == CudaConvKernel::kForwardNhwc) {
     plan->col_runs = CeilDiv(g.out_cols, cols_per_thread);
     plan->items = g.batch * g.out_rows * plan->col_runs * g.out_depth();
+  } else if (kernel == CudaConvKernel::kInputGradNhwc) {
+    plan->col_runs = CeilDiv(g.in_cols, cols_per_thread);
+    plan->items = g.batch * g.in_rows * plan->col_runs * g.in_depth;
   } else {
     plan->col_runs = 0;
     plan->items = output_elements;
@@ -127,10 +130,18 @@ Status PlanCuda(const InputGradParams& params, const CudaDevice& device,
                 CudaConvPlan* plan) {
   DWOP_RETURN_IF_ERROR(CheckDevice(device));
   const Geometry& g = params.geo;
+  const bool nhwc = g.layout == Layout::kNHWC;
+  // Runs of input columns share filter loads when they read consecutive
+  // output columns (unit column stride).
+  const int32_t cols =
+      nhwc && g.stride_cols == 1
+          ? static_cast<int32_t>(std::min<int64_t>(
+                kForwardMaxCols, std::max<int64_t>(1, g.in_cols)))
+          : 1;
   return PlanGather(g, params.dtype, g.input_elements(),
-                    g.layout == Layout::kNHWC ? CudaConvKernel::kInputGradNhwc
-                                              : CudaConvKernel::kInputGradNchw,
-                    1, plan);
+                    nhwc ? CudaConvKernel::kInputGradNhwc
+                         : CudaConvKernel::kInputGradNchw,
+                    cols, plan);
 }
 
 }  // namespace dwop

@@ -23,25 +23,27 @@ enum class CudaConvKernel : int32_t {
   kZero = 1,            // nothing to sum (NothingToSum): a memset of zeros
   kForwardNhwc = 2,     // lanes over output channels, a run of columns each
   kForwardNchw = 3,     // lanes over output columns, one element each
-  kInputGradNhwc = 4,   // lanes over input channels, one element each
+  kInputGradNhwc = 4,   // lanes over input channels, a run of columns each
   kInputGradNchw = 5,   // lanes over input columns, one element each
 };
 
 // Threads per block of the conv kernels.
 constexpr int32_t kConvThreads = 256;
-// The most output columns one forward NHWC thread computes (its
-// accumulators are an array of this size, in registers).
+// The most columns (output columns of the forward, input columns of the
+// input gradient) one NHWC thread computes (its accumulators are an array of
+// this size, in registers).
 constexpr int32_t kForwardMaxCols = 4;
 
 struct CudaConvPlan {
   CudaConvKernel kernel = CudaConvKernel::kNothing;
   int32_t threads = 0;          // per block
-  int32_t cols_per_thread = 0;  // output columns per thread (forward NHWC)
-  // Work items, one per thread: output elements, or for the forward NHWC
-  // (column run, output channel) pairs. item = block * threads + thread;
-  // threads with item >= items do nothing.
+  int32_t cols_per_thread = 0;  // result columns per thread (NHWC)
+  // Work items, one per thread: result elements (NCHW), or for NHWC
+  // (column run, channel) pairs. item = block * threads + thread; threads
+  // with item >= items do nothing.
   int64_t items = 0;
-  int64_t col_runs = 0;  // forward NHWC: ceil(out_cols / cols_per_thread)
+  // NHWC: ceil(result columns / cols_per_thread); 0 for NCHW.
+  int64_t col_runs = 0;
   int64_t blocks = 0;
   // Elements of the op's result (output or in_backprop), all written.
   int64_t output_elements = 0;
