@@ -236,6 +236,45 @@ class CudaConvEmulatorTest(parameterized.TestCase):
     self.assertEqual(got.tobytes(), ref.tobytes())
 
 
+class GpuCheckHostSideTest(parameterized.TestCase):
+  """What python/gpu_check.py does before it needs a GPU."""
+
+  def test_help(self):
+    result = testing.run_python("""
+        import sys
+        sys.argv = ["gpu_check.py", "--help"]
+        import gpu_check
+        try:
+          gpu_check.main()
+        except SystemExit as e:
+          print("exit", e.code)
+        """, timeout=120)
+    self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertIn("--ops", result.stdout)
+    self.assertIn("exit 0", result.stdout)
+
+  def test_case_selection(self):
+    groups = gpu_check.select_groups("conv_s2_d2", ["forward", "input_grad"])
+    self.assertEqual([(op, c.name) for op, c, _ in groups],
+                     [("forward", "conv_s2_d2"), ("input_grad", "conv_s2_d2")])
+    everything = gpu_check.select_groups("", gpu_check.OPS)
+    per_op = len(cases.CONFORMANCE) + len(cases.BENCH)
+    self.assertLen(everything, 3 * per_op + len(gpu_check.CUDA_CASES) +
+                   2 * len(gpu_check.CONV_CASES))
+
+  @parameterized.named_parameters(
+      ("same", cases.Case("s", (1, 5, 6, 2), (3, 3, 2, 1)), (1, 1, 1, 1)),
+      ("same_even", cases.Case("e", (1, 6, 6, 2), (4, 2, 2, 1)),
+       (1, 2, 0, 1)),
+      ("explicit", cases.Case("x", (1, 6, 5, 3), (3, 2, 3, 2),
+                              padding=((2, 0), (1, 3))), (2, 0, 1, 3)),
+      ("valid_crop", cases.Case("v", (1, 7, 7, 1), (3, 3, 1, 1),
+                                strides=(2, 3), padding="VALID"),
+       (0, 0, 0, -1)))
+  def test_torch_padding(self, case, want):
+    self.assertEqual(gpu_check.torch_conv_geometry(library(), case), want)
+
+
 class CudaConvAbiTest(parameterized.TestCase):
 
   def test_without_gpu_the_entry_points_fail_cleanly(self):

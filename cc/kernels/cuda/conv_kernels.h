@@ -115,6 +115,21 @@ inline ConvArgs MakeConvArgs(const InputGradParams& p,
 // ceil(a / b) for a >= 0, b > 0, without forming a + b - 1.
 DWOP_DEVICE int CeilDivNonNeg(int a, int b) { return a / b + (a % b != 0); }
 
+// Returns *x % d and sets *x = *x / d (x >= 0, d >= 1): in 32 bits while x
+// fits, the usual case, where 64-bit division costs several times more.
+DWOP_DEVICE int DivMod(int64_t* x, int d) {
+  if (*x <= 0x7fffffff) {
+    const uint32_t v = static_cast<uint32_t>(*x);
+    const uint32_t q = v / static_cast<uint32_t>(d);
+    *x = q;
+    return static_cast<int>(v - q * static_cast<uint32_t>(d));
+  }
+  const int64_t q = *x / d;
+  const int r = static_cast<int>(*x - q * d);
+  *x = q;
+  return r;
+}
+
 // The taps k in [0, taps) with 0 <= base + k * dilation < extent, as
 // [*begin, *end) (empty when *begin >= *end). base may be negative.
 DWOP_DEVICE void ClampTaps(int base, int dilation, int extent, int taps,
@@ -135,20 +150,18 @@ DWOP_DEVICE void ForwardItem(const ConvArgs& a, int64_t item) {
   T* y = static_cast<T*>(a.output);
   int n, oh, oc, ow0, cols;
   if (kNchw) {
-    ow0 = static_cast<int>(item % a.out_cols);
-    int64_t rest = item / a.out_cols;
-    oh = static_cast<int>(rest % a.out_rows);
-    rest /= a.out_rows;
-    oc = static_cast<int>(rest % a.out_depth);
-    n = static_cast<int>(rest / a.out_depth);
+    int64_t rest = item;
+    ow0 = DivMod(&rest, a.out_cols);
+    oh = DivMod(&rest, a.out_rows);
+    oc = DivMod(&rest, a.out_depth);
+    n = static_cast<int>(rest);
     cols = 1;
   } else {
-    oc = static_cast<int>(item % a.out_depth);
-    int64_t rest = item / a.out_depth;
-    const int run = static_cast<int>(rest % a.col_runs);
-    rest /= a.col_runs;
-    oh = static_cast<int>(rest % a.out_rows);
-    n = static_cast<int>(rest / a.out_rows);
+    int64_t rest = item;
+    oc = DivMod(&rest, a.out_depth);
+    const int run = DivMod(&rest, static_cast<int>(a.col_runs));
+    oh = DivMod(&rest, a.out_rows);
+    n = static_cast<int>(rest);
     ow0 = run * a.cols_per_thread;
     cols = Min(a.cols_per_thread, a.out_cols - ow0);
   }
@@ -238,20 +251,18 @@ DWOP_DEVICE void InputGradItem(const ConvArgs& a, int64_t item) {
   T* dx = static_cast<T*>(a.output);
   int n, ih, iw0, c, cols;
   if (kNchw) {
-    iw0 = static_cast<int>(item % a.in_cols);
-    int64_t rest = item / a.in_cols;
-    ih = static_cast<int>(rest % a.in_rows);
-    rest /= a.in_rows;
-    c = static_cast<int>(rest % a.in_depth);
-    n = static_cast<int>(rest / a.in_depth);
+    int64_t rest = item;
+    iw0 = DivMod(&rest, a.in_cols);
+    ih = DivMod(&rest, a.in_rows);
+    c = DivMod(&rest, a.in_depth);
+    n = static_cast<int>(rest);
     cols = 1;
   } else {
-    c = static_cast<int>(item % a.in_depth);
-    int64_t rest = item / a.in_depth;
-    const int run = static_cast<int>(rest % a.col_runs);
-    rest /= a.col_runs;
-    ih = static_cast<int>(rest % a.in_rows);
-    n = static_cast<int>(rest / a.in_rows);
+    int64_t rest = item;
+    c = DivMod(&rest, a.in_depth);
+    const int run = DivMod(&rest, static_cast<int>(a.col_runs));
+    ih = DivMod(&rest, a.in_rows);
+    n = static_cast<int>(rest);
     iw0 = run * a.cols_per_thread;
     cols = Min(a.cols_per_thread, a.in_cols - iw0);
   }
