@@ -16,7 +16,9 @@
 //   ForwardItem (NHWC): item = ((n * OH + oh) * col_runs + run) * OC + oc;
 //     lanes run over output channels (coalesced loads of input and filter,
 //     coalesced stores), each thread over a run of cols_per_thread output
-//     columns (each filter value loaded once for the run). Tap rows and
+//     columns (each filter value loaded once for the run; at unit column
+//     stride and dilation the run's input values slide through a register
+//     window, one new load per tap). Tap rows and
 //     columns are clamped to those that land inside the input, so padding
 //     costs nothing.
 //   ForwardItem (NCHW): item = the output element's offset; lanes run over
@@ -191,11 +193,38 @@ DWOP_DEVICE void ForwardItem(const ConvArgs& a, int64_t item) {
             &kw_unused);
   ClampTaps(iw0, a.dilation_cols, a.in_cols, a.filter_cols, &kw_unused2,
             &kw_end);
+  // Unit column stride and dilation (NHWC): tap kw of column j reads input
+  // column iw0 + kw + j, so a window of kCols input values slides along the
+  // row, one new load per tap instead of kCols. Same terms, same order.
+  const bool slide = !kNchw && a.stride_cols == 1 && a.dilation_cols == 1;
   for (int kh = kh_begin; kh < kh_end; ++kh) {
     const int ih = ih0 + kh * a.dilation_rows;
     const T* x_row = x_plane + ih * x_row_pitch;
     const T* w_row =
         w + static_cast<int64_t>(kh) * a.filter_cols * a.out_depth + oc;
+    if (slide) {
+      auto load = [&](int iw) -> A {
+        return iw >= 0 && iw < a.in_cols ? ToAcc(x_row[iw * x_col_pitch])
+                                         : A(0);
+      };
+      A win[kCols];  // win[j]: input column iw0 + kw + j
+      DWOP_UNROLL
+      for (int j = 0; j + 1 < kCols; ++j) win[j + 1] = load(iw0 + kw_begin + j);
+      for (int kw = kw_begin; kw < kw_end; ++kw) {
+        DWOP_UNROLL
+        for (int j = 0; j + 1 < kCols; ++j) win[j] = win[j + 1];
+        win[kCols - 1] = load(iw0 + kw + kCols - 1);
+        const A wv = ToAcc(w_row[static_cast<int64_t>(kw) * a.out_depth]);
+        DWOP_UNROLL
+        for (int j = 0; j < kCols; ++j) {
+          const int iw = iw0 + kw + j;
+          if (j < cols && iw >= 0 && iw < a.in_cols) {
+            acc[j] = Fma(win[j], wv, acc[j]);
+          }
+        }
+      }
+      continue;
+    }
     for (int kw = kw_begin; kw < kw_end; ++kw) {
       const A wv = ToAcc(w_row[static_cast<int64_t>(kw) * a.out_depth]);
       const int iw_tap = iw0 + kw * a.dilation_cols;
