@@ -26,7 +26,8 @@
 //   InputGradItem (NHWC): item = ((n * H + ih) * col_runs + run) * C + c;
 //     lanes over input channels, each thread a run of cols_per_thread input
 //     columns when stride_cols is 1 (each filter value loaded once for the
-//     run), else one column. (NCHW): item = the in_backprop element's
+//     run; with M = 1 and unit column dilation the run's out_backprop values
+//     slide through a register window), else one column. (NCHW): item = the in_backprop element's
 //     offset, lanes over columns. Only the taps whose output position exists
 //     are visited: kh with (ih + pad_top - kh * dilation) divisible by the
 //     stride, found once (at most step_rows tests) and then stepped by
@@ -324,11 +325,38 @@ DWOP_DEVICE void InputGradItem(const ConvArgs& a, int64_t item) {
   A acc[kCols];
   DWOP_UNROLL
   for (int j = 0; j < kCols; ++j) acc[j] = A(0);
+  // A run with depth multiplier 1 and unit column dilation: tap kw of
+  // column j reads output column q0 - kw + j, so a window of kCols
+  // out_backprop values slides (right) along the row, one new load per tap.
+  const bool slide = cols > 1 && a.multiplier == 1 && a.dilation_cols == 1;
   for (int kh = kh_first; kh <= kh_last; kh += a.step_rows) {
     const int oh = (r - kh * a.dilation_rows) / a.stride_rows;
     const T* dy_row = dy_image + oh * row_pitch;
     const T* w_row =
         w + static_cast<int64_t>(kh) * a.filter_cols * a.out_depth + oc0;
+    if (slide) {
+      auto load = [&](int ow) -> A {
+        return ow >= 0 && ow < a.out_cols ? ToAcc(dy_row[ow * col_pitch])
+                                          : A(0);
+      };
+      A win[kCols];  // win[j]: output column q0 - kw + j
+      DWOP_UNROLL
+      for (int j = 0; j + 1 < kCols; ++j) win[j] = load(q0 - kw_first + j + 1);
+      for (int kw = kw_first; kw <= kw_last; ++kw) {
+        DWOP_UNROLL
+        for (int j = kCols - 1; j > 0; --j) win[j] = win[j - 1];
+        win[0] = load(q0 - kw);
+        const A wv = ToAcc(w_row[static_cast<int64_t>(kw) * a.out_depth]);
+        DWOP_UNROLL
+        for (int j = 0; j < kCols; ++j) {
+          const int ow = q0 - kw + j;
+          if (j < cols && ow >= 0 && ow < a.out_cols) {
+            acc[j] = Fma(wv, win[j], acc[j]);
+          }
+        }
+      }
+      continue;
+    }
     for (int kw = kw_first; kw <= kw_last; kw += kw_step) {
       const T* wt = w_row + static_cast<int64_t>(kw) * a.out_depth;
       if (cols == 1) {

@@ -105,9 +105,12 @@ class FilterGradLauncher {
 };
 
 // ---- The forward and input gradient (conv_kernels.h): one item per thread.
+// At least three 256-thread blocks per SM caps registers at 85: enough for
+// the column runs' accumulators and windows without spilling (the default
+// cap of 64 spilled in the float forward).
 
 template <typename T, bool kNchw>
-__global__ void __launch_bounds__(kConvThreads)
+__global__ void __launch_bounds__(kConvThreads, 3)
     ForwardKernel(const ConvArgs args) {
   const int64_t item =
       static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -115,7 +118,7 @@ __global__ void __launch_bounds__(kConvThreads)
 }
 
 template <typename T, bool kNchw>
-__global__ void __launch_bounds__(kConvThreads)
+__global__ void __launch_bounds__(kConvThreads, 3)
     InputGradKernel(const ConvArgs args) {
   const int64_t item =
       static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
