@@ -24,6 +24,10 @@ _I64P = ctypes.POINTER(ctypes.c_int64)
 CUDA_PATHS = {"auto": 0, "register": 1, "tiled": 2}
 CUDA_KERNELS = {0: "nothing", 1: "zero", 2: "register_nhwc",
                 3: "register_nchw", 4: "tiled"}
+CONV_OPS = {"forward": 0, "input_grad": 1}
+CUDA_CONV_KERNELS = {0: "nothing", 1: "zero", 2: "forward_nhwc",
+                     3: "forward_nchw", 4: "input_grad_nhwc",
+                     5: "input_grad_nchw"}
 
 
 class DwopError(Exception):
@@ -77,6 +81,18 @@ class CudaPlan(ctypes.Structure):
   def as_dict(self):
     d = {f: getattr(self, f) for f, _ in self._fields_}
     d["kernel"] = CUDA_KERNELS.get(self.kernel, str(self.kernel))
+    return d
+
+
+class CudaConvPlan(ctypes.Structure):
+  """dwop_cuda_conv_plan (cc/c_api/dwop_c.h)."""
+  _fields_ = [(f, ctypes.c_int32) for f in (
+      "kernel", "threads", "cols_per_thread")] + [(f, ctypes.c_int64) for f in (
+          "items", "col_runs", "blocks", "output_elements", "output_bytes")]
+
+  def as_dict(self):
+    d = {f: getattr(self, f) for f, _ in self._fields_}
+    d["kernel"] = CUDA_CONV_KERNELS.get(self.kernel, str(self.kernel))
     return d
 
 
@@ -149,6 +165,13 @@ class Library:
     lib.dwop_filter_grad_cuda_emulated.argtypes = [
         problem, c.c_void_p, c.c_void_p, c.c_void_p, c.c_int32, c.c_int32,
         c.c_int64] + err
+    lib.dwop_cuda_conv_plan_problem.argtypes = [
+        problem, c.c_int32, c.c_int32, c.POINTER(CudaConvPlan)] + err
+    for op in CONV_OPS:
+      getattr(lib, f"dwop_{op}_cuda").argtypes = [
+          problem, c.c_void_p, c.c_void_p, c.c_void_p, c.c_void_p] + err
+      getattr(lib, f"dwop_{op}_cuda_emulated").argtypes = [
+          problem, c.c_void_p, c.c_void_p, c.c_void_p, c.c_int32] + err
 
   def problem(self, dtype, input_shape, filter_sizes, out_backprop_shape,
               strides, padding, data_format="NHWC",
@@ -225,11 +248,13 @@ class Library:
     self._check(status, error)
     return out
 
-  def _run_op(self, op, problem, a, b, out, backend, num_threads):
+  def _run_op(self, op, problem, a, b, out, backend, num_threads,
+              sm_count=132):
     """Calls dwop_<op>_<backend> with buffers a, b -> out (NaN-filled).
 
-    backend: "cpu" (num_threads threads, <= 0: one per hardware thread) or
-    "reference".
+    backend: "cpu" (num_threads threads, <= 0: one per hardware thread),
+    "reference", or "cuda_emulator" (the CUDA kernels' code run on the host,
+    planned for a device with sm_count SMs).
     """
     out.view(np.uint8).fill(0xFF)  # NaN in every float format
     error = ctypes.create_string_buffer(1024)
@@ -241,6 +266,9 @@ class Library:
     elif backend == "cpu":
       status = getattr(self.lib, f"dwop_{op}_cpu")(
           *args, ctypes.c_int32(num_threads), error, ctypes.sizeof(error))
+    elif backend == "cuda_emulator":
+      status = getattr(self.lib, f"dwop_{op}_cuda_emulated")(
+          *args, ctypes.c_int32(sm_count), error, ctypes.sizeof(error))
     else:
       raise ValueError(f"unknown backend {backend!r}")
     self._check(status, error)
@@ -248,8 +276,10 @@ class Library:
 
   def forward(self, input, filter, strides, padding, data_format="NHWC",  # pylint: disable=redefined-builtin
               dilations=(1, 1, 1, 1), dtype=None, backend="reference",
-              num_threads=0):
-    """Runs a host forward kernel and returns the output (NaN-poisoned first)."""
+              num_threads=0, sm_count=132):
+    """Runs a host forward kernel and returns the output (NaN-poisoned first).
+
+    backend: "reference" or "cuda_emulator"."""
     input = np.ascontiguousarray(input)
     filter = np.ascontiguousarray(filter)
     name = dtype_name(input, dtype)
@@ -259,12 +289,14 @@ class Library:
                            strides, padding, data_format, dilations)
     out = np.empty(shape or [0], input.dtype)
     return self._run_op("forward", problem, input, filter, out, backend,
-                        num_threads)
+                        num_threads, sm_count)
 
   def input_grad(self, input_sizes, filter, out_backprop, strides, padding,
                  data_format="NHWC", dilations=(1, 1, 1, 1), dtype=None,
-                 backend="reference", num_threads=0):
-    """Runs a host input-gradient kernel and returns in_backprop."""
+                 backend="reference", num_threads=0, sm_count=132):
+    """Runs a host input-gradient kernel and returns in_backprop.
+
+    backend: "reference" or "cuda_emulator"."""
     filter = np.ascontiguousarray(filter)
     out_backprop = np.ascontiguousarray(out_backprop)
     name = dtype_name(filter, dtype)
@@ -273,7 +305,7 @@ class Library:
     out = np.empty([max(0, int(v)) for v in input_sizes]
                    if len(input_sizes) == 4 else [0], filter.dtype)
     return self._run_op("input_grad", problem, filter, out_backprop, out,
-                        backend, num_threads)
+                        backend, num_threads, sm_count)
 
   # ---- CUDA.
 
@@ -323,4 +355,53 @@ class Library:
         ctypes.byref(problem), input_ptr or None, out_backprop_ptr or None,
         filter_ptr or None, CUDA_PATHS[path], workspace_ptr or None,
         workspace_bytes, stream or None, error, ctypes.sizeof(error))
+    self._check(status, error)
+
+  def cuda_conv_plan(self, op, dtype, input_shape, filter_shape,
+                     out_backprop_shape, strides, padding, data_format="NHWC",
+                     dilations=(1, 1, 1, 1), sm_count=0):
+    """The CUDA plan of op ("forward" or "input_grad") as a dict.
+
+    input_shape is the input's shape (the input_sizes values for the input
+    gradient); out_backprop_shape may be () for the forward. sm_count 0: the
+    current device.
+    """
+    problem = self.problem(dtype, input_shape, filter_shape,
+                           out_backprop_shape, strides, padding, data_format,
+                           dilations)
+    plan = CudaConvPlan()
+    error = ctypes.create_string_buffer(1024)
+    status = self.lib.dwop_cuda_conv_plan_problem(
+        ctypes.byref(problem), CONV_OPS[op], sm_count, ctypes.byref(plan),
+        error, ctypes.sizeof(error))
+    self._check(status, error)
+    return plan.as_dict()
+
+  def forward_cuda(self, dtype, input_shape, filter_shape, strides, padding,
+                   input_ptr, filter_ptr, output_ptr, data_format="NHWC",
+                   dilations=(1, 1, 1, 1), stream=0):
+    """The CUDA forward on device buffers given as integer pointers;
+    asynchronous on `stream` (0: the legacy default stream). The output has
+    reference.out_backprop_shape's shape. Raises DwopError (status
+    "UNAVAILABLE" without CUDA or a GPU)."""
+    problem = self.problem(dtype, input_shape, filter_shape, (), strides,
+                           padding, data_format, dilations)
+    error = ctypes.create_string_buffer(1024)
+    status = self.lib.dwop_forward_cuda(
+        ctypes.byref(problem), input_ptr or None, filter_ptr or None,
+        output_ptr or None, stream or None, error, ctypes.sizeof(error))
+    self._check(status, error)
+
+  def input_grad_cuda(self, dtype, input_sizes, filter_shape,
+                      out_backprop_shape, strides, padding, filter_ptr,
+                      out_backprop_ptr, in_backprop_ptr, data_format="NHWC",
+                      dilations=(1, 1, 1, 1), stream=0):
+    """The CUDA input gradient on device buffers, as forward_cuda."""
+    problem = self.problem(dtype, input_sizes, filter_shape,
+                           out_backprop_shape, strides, padding, data_format,
+                           dilations)
+    error = ctypes.create_string_buffer(1024)
+    status = self.lib.dwop_input_grad_cuda(
+        ctypes.byref(problem), filter_ptr or None, out_backprop_ptr or None,
+        in_backprop_ptr or None, stream or None, error, ctypes.sizeof(error))
     self._check(status, error)

@@ -1,8 +1,8 @@
 """Checks dwop's CUDA kernels on a GPU machine, without TensorFlow.
 
     python3 python/gpu_check.py [--cases SUBSTR[,SUBSTR...]] [--quick]
-                                [--paths] [--no-timing] [--no-torch]
-                                [--no-build] [--json PATH]
+                                [--ops OP[,OP...]] [--paths] [--no-timing]
+                                [--no-torch] [--no-build] [--json PATH]
 
 From the project root: builds the C ABI with the CUDA kernels (`make cabi`:
 nvcc only, no TensorFlow), then for every case of python/cases.py (CONFORMANCE
@@ -18,6 +18,12 @@ and BENCH) and CUDA_CASES below it
     channels_last for NHWC cases, TF32 off, cudnn.benchmark on) with CUDA
     events: warm-up, then the median of repeats, each behind a short
     torch.cuda._sleep so that host overhead is not timed.
+The forward and the input gradient (--ops forward,input_grad; all three ops
+by default) get the same checks for every case: the CUDA kernel against the
+float64 oracle (reference.depthwise_conv2d and
+depthwise_conv2d_backprop_input), twice (bytes equal), against the host
+emulator for the small cases, and timed against PyTorch's
+torch.nn.functional.conv2d(groups=C) and torch.nn.grad.conv2d_input (cuDNN).
 Prints a table, writes JSON (--json, default .bench/gpu_check.json) and exits
 1 if any case is wrong or not deterministic (2 when no GPU can be used).
 
@@ -50,6 +56,7 @@ import numpy as np
 
 import cabi
 import cases
+import reference
 import testing
 import tolerance
 
@@ -93,6 +100,40 @@ CUDA_CASES = [
 ]
 
 PATHS = tuple(cabi.CUDA_PATHS)  # ("auto", "register", "tiled")
+OPS = ("filter_grad", "forward", "input_grad")
+
+# Shapes for the forward and input-gradient kernels' corners: the forward
+# NHWC thread's run of columns (ragged last run), channel counts across
+# blocks, strides that do and do not divide the dilation (the input
+# gradient's tap stepping), asymmetric and huge pads, depth multipliers,
+# results with no terms (VALID with a filter larger than the input) and empty
+# tensors. Small enough for the host emulator (tests/gpu_conv_test.py).
+CONV_CASES = [
+    Case("conv_c300_k3", (2, 6, 7, 300), (3, 3, 300, 1)),
+    Case("conv_ow7_k3_m2", (1, 5, 7, 3), (3, 3, 3, 2)),
+    Case("conv_s2_k3", (2, 9, 11, 5), (3, 3, 5, 1), strides=(2, 2)),
+    Case("conv_s2x1_k4", (1, 10, 9, 3), (4, 4, 3, 1), strides=(2, 1)),
+    Case("conv_d2_k3", (1, 9, 10, 3), (3, 3, 3, 1), dilations=(2, 2)),
+    Case("conv_s2_d2", (1, 12, 13, 3), (3, 3, 3, 1), strides=(2, 2),
+         dilations=(2, 2)),
+    Case("conv_s3_d2", (1, 14, 15, 2), (5, 4, 2, 1), strides=(3, 3),
+         dilations=(2, 2), padding="VALID"),
+    Case("conv_s2_d4_m3", (2, 15, 14, 2), (3, 3, 2, 3), strides=(2, 2),
+         dilations=(4, 4)),
+    Case("conv_explicit_pads", (1, 6, 5, 3), (3, 2, 3, 2),
+         padding=((2, 0), (1, 3))),
+    Case("conv_huge_pads", (1, 4, 4, 2), (3, 3, 2, 1),
+         padding=((10, 10), (3, 20))),
+    Case("conv_k7_s2_c7", (2, 13, 12, 7), (7, 7, 7, 1), strides=(2, 2)),
+    Case("conv_k1x5_c1", (3, 4, 9, 1), (1, 5, 1, 1)),
+    Case("conv_filter_larger_valid", (1, 2, 2, 3), (3, 3, 3, 1),
+         padding="VALID"),
+    Case("conv_empty_batch", (0, 4, 4, 3), (3, 3, 3, 1)),
+    Case("conv_empty_channels", (1, 4, 4, 0), (3, 3, 0, 1)),
+    Case("conv_empty_multiplier", (1, 4, 4, 3), (3, 3, 3, 0)),
+    Case("conv_empty_filter_rows", (1, 4, 4, 3), (0, 3, 3, 1),
+         padding="VALID"),
+]
 
 
 # ---- Host-side data in dwop's storage formats (no ml_dtypes needed).
@@ -144,6 +185,70 @@ def emulate(lib, case, xs, dys, path, sm_count):
                          dtype=case.dtype, backend="cuda_emulator",
                          cuda_path=path, sm_count=sm_count,
                          shared_memory_per_block=48 * 1024)
+
+
+# ---- The forward and the input gradient, host side.
+
+def conv_inputs(case, op, seed=1):
+  """The op's two operands as float64 arrays exactly representable in the
+  dtype: (input, filter) for the forward, (filter, out_backprop) for the
+  input gradient."""
+  x, dy = case.random_inputs(seed=seed)
+  rng = np.random.default_rng(seed + 1000)
+  w = rng.integers(-8, 9, case.filter) / 8.0
+  return (x, w) if op == "forward" else (w, dy)
+
+
+def conv_oracle(case, op, a, b):
+  """The float64 oracle of op on operands (a, b) (conv_inputs' order)."""
+  if op == "forward":
+    return reference.depthwise_conv2d(
+        a, b, case.tf_strides, case.tf_padding, case.data_format,
+        case.tf_dilations)
+  return reference.depthwise_conv2d_backprop_input(
+      case.input_shape, a, b, case.tf_strides, case.tf_padding,
+      case.data_format, case.tf_dilations)
+
+
+def conv_result_shape(case, op):
+  return tuple(case.out_backprop_shape if op == "forward" else
+               case.input_shape)
+
+
+def conv_emulate(lib, case, op, a, b, sm_count=132):
+  """The host emulator's result (storage format) of op on storage operands."""
+  if op == "forward":
+    return lib.forward(a, b, case.tf_strides, case.tf_padding,
+                       case.data_format, case.tf_dilations, dtype=case.dtype,
+                       backend="cuda_emulator", sm_count=sm_count)
+  return lib.input_grad(case.input_shape, a, b, case.tf_strides,
+                        case.tf_padding, case.data_format, case.tf_dilations,
+                        dtype=case.dtype, backend="cuda_emulator",
+                        sm_count=sm_count)
+
+
+def conv_plan(lib, case, op, sm_count=0):
+  return lib.cuda_conv_plan(op, case.dtype, case.input_shape, case.filter,
+                            case.out_backprop_shape if op == "input_grad"
+                            else (), case.tf_strides, case.tf_padding,
+                            case.data_format, case.tf_dilations,
+                            sm_count=sm_count)
+
+
+def torch_conv_geometry(lib, case):
+  """(pad_top, pad_bottom, pad_left, pad_right) that give the output size
+  exactly (negative: crop), from dwop's resolved geometry."""
+  g = lib.validate(lib.problem(
+      case.dtype, case.input_shape, case.filter, case.out_backprop_shape,
+      case.tf_strides, case.tf_padding, case.data_format, case.tf_dilations))
+  kh, kw = case.filter[:2]
+  sh, sw = case.strides
+  dh, dw = case.dilations
+  pb = ((g["out_rows"] - 1) * sh + (kh - 1) * dh + 1 - g["in_rows"] -
+        g["pad_top"])
+  pr = ((g["out_cols"] - 1) * sw + (kw - 1) * dw + 1 - g["in_cols"] -
+        g["pad_left"])
+  return g["pad_top"], pb, g["pad_left"], pr
 
 
 # ---- The GPU side (PyTorch owns the buffers).
@@ -253,6 +358,74 @@ class Gpu:
 
     return run, to_filter
 
+  def conv_call(self, case, op, a, b):
+    """A closure running dwop's op on device operands (a, b) into a fresh
+    NaN-filled result (or `out`); returns it."""
+    shape = conv_result_shape(case, op)
+
+    def run(out=None):
+      if out is None:
+        out = self.nan_filled(shape, case.dtype)
+      if op == "forward":
+        self.lib.forward_cuda(
+            case.dtype, case.input_shape, case.filter, case.tf_strides,
+            case.tf_padding, a.data_ptr(), b.data_ptr(), out.data_ptr(),
+            case.data_format, case.tf_dilations, stream=self.stream())
+      else:
+        self.lib.input_grad_cuda(
+            case.dtype, case.input_shape, case.filter,
+            case.out_backprop_shape, case.tf_strides, case.tf_padding,
+            a.data_ptr(), b.data_ptr(), out.data_ptr(), case.data_format,
+            case.tf_dilations, stream=self.stream())
+      return out
+
+    return run
+
+  def torch_conv_call(self, case, op, a, b):
+    """A closure computing PyTorch's forward (conv2d, groups=C) or input
+    gradient (torch.nn.grad.conv2d_input) of the same problem, and a
+    function mapping its result to dwop's layout as float64."""
+    torch = self.torch
+    functional = torch.nn.functional
+    kh, kw, c, m = case.filter
+    nhwc = case.data_format == "NHWC"
+    to_nchw = (lambda t: t.permute(0, 3, 1, 2)) if nhwc else (lambda t: t)
+    w = a if op == "input_grad" else b
+    weight = w.permute(2, 3, 0, 1).reshape(c * m, 1, kh, kw).contiguous()
+    pt, pb, pl, pr = torch_conv_geometry(self.lib, case)
+    symmetric = pt == pb and pl == pr
+    memory = torch.channels_last if nhwc else torch.contiguous_format
+    stride, dilation = tuple(case.strides), tuple(case.dilations)
+    if op == "forward":
+      xt = to_nchw(a)
+      if not symmetric:  # pad (or crop) once, outside timing
+        xt = functional.pad(xt, (pl, pr, pt, pb))
+      xt = xt.contiguous(memory_format=memory)
+      padding = (pt, pl) if symmetric else (0, 0)
+
+      def run():
+        return functional.conv2d(xt, weight, None, stride, padding, dilation,
+                                 c)
+    else:
+      dyt = to_nchw(b).contiguous(memory_format=memory)
+      n, h, wd, _ = case.input
+      size = (n, c, h + (0 if symmetric else pt + pb),
+              wd + (0 if symmetric else pl + pr))
+      padding = (pt, pl) if symmetric else (0, 0)
+
+      def run():
+        dx = torch.nn.grad.conv2d_input(size, weight, dyt, stride, padding,
+                                        dilation, c)
+        if not symmetric:
+          dx = functional.pad(dx, (-pl, -pr, -pt, -pb))
+        return dx
+
+    def to_layout(result):
+      r = result.float().cpu().numpy().astype(np.float64)
+      return r.transpose(0, 2, 3, 1) if nhwc else r
+
+    return run, to_layout
+
   def time_ms(self, fn, warmup, repeats):
     """Median milliseconds of fn() on the GPU (CUDA events)."""
     torch = self.torch
@@ -338,6 +511,46 @@ def check_case(lib, gpu, case, args, small):
   return record
 
 
+def check_conv_case(lib, gpu, case, op, args, small):
+  """The forward's or input gradient's checks of one case; its record."""
+  record = {"case": f"{op}:{case.name}", "op": op, "dtype": case.dtype,
+            "layout": case.data_format, "input": list(case.input),
+            "filter": list(case.filter), "flops": case.flops, "ok": True,
+            "notes": []}
+  a64, b64 = conv_inputs(case, op)
+  a_st, b_st = to_storage(a64, case.dtype), to_storage(b64, case.dtype)
+  want = conv_oracle(case, op, a64, b64)
+  tol = tolerance.atol(case.dtype, a64, b64,
+                       tolerance.conv_terms(op, case.filter))
+  a, b = gpu.upload(a_st, case.dtype), gpu.upload(b_st, case.dtype)
+  plan = conv_plan(lib, case, op)
+  run = gpu.conv_call(case, op, a, b)
+  out = run()
+  first = gpu.to_host(out, case.dtype)
+  second = gpu.to_host(run(), case.dtype)
+  ok, err = within_tolerance(from_storage(first, case.dtype), want, tol)
+  entry = {"kernel": plan["kernel"], "splits": 1, "blocks": plan["blocks"],
+           "max_error": err, "correct": ok,
+           "deterministic": first.tobytes() == second.tobytes()}
+  if small:
+    emulated = conv_emulate(lib, case, op, a_st, b_st, gpu.sm_count)
+    entry["emulator_bitwise"] = emulated.tobytes() == first.tobytes()
+  if not args.no_timing:
+    entry["dwop_ms"] = gpu.time_ms(lambda: run(out), args.warmup,
+                                   args.repeats)
+  record["auto"] = entry
+  record["ok"] = ok and entry["deterministic"]
+  if not case.is_empty and not args.no_timing and not args.no_torch:
+    try:
+      trun, to_layout = gpu.torch_conv_call(case, op, a, b)
+      record["torch_max_error"] = float(np.max(np.abs(to_layout(trun()) -
+                                                      want)))
+      record["torch_ms"] = gpu.time_ms(trun, args.warmup, args.repeats)
+    except Exception as e:  # pylint: disable=broad-except
+      record["notes"].append(f"torch: {type(e).__name__}: {e}"[:200])
+  return record
+
+
 def row(record):
   auto = record.get("auto", {})
   dwop_ms, torch_ms = auto.get("dwop_ms"), record.get("torch_ms")
@@ -353,11 +566,28 @@ def row(record):
           f"{emu:>4s} {'ok' if record['ok'] else 'FAIL'}")
 
 
+def select_groups(selection, ops):
+  """[(op, case, small)] for the ops and the cases whose names contain one
+  of the comma-separated substrings of `selection` (all when empty). The
+  filter gradient runs CONFORMANCE, CUDA_CASES and BENCH; the forward and
+  input gradient CONFORMANCE, CONV_CASES and BENCH."""
+  selected = [s for s in selection.split(",") if s]
+  groups = []
+  for op in ops:
+    extra = CUDA_CASES if op == "filter_grad" else CONV_CASES
+    groups += [(op, c, True) for c in cases.CONFORMANCE + extra]
+    groups += [(op, c, False) for c in cases.BENCH]
+  return [(op, c, small) for op, c, small in groups
+          if not selected or any(s in c.name for s in selected)]
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--cases", default="",
                       help="comma-separated substrings of case names")
   parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--ops", default=",".join(OPS),
+                      help="comma-separated ops: " + ", ".join(OPS))
   parser.add_argument("--paths", action="store_true")
   parser.add_argument("--no-timing", action="store_true")
   parser.add_argument("--no-torch", action="store_true")
@@ -366,6 +596,10 @@ def main(argv=None):
                                                      "gpu_check.json"))
   args = parser.parse_args(argv)
   args.warmup, args.repeats = (2, 5) if args.quick else (5, 20)
+  ops = [o for o in args.ops.split(",") if o]
+  unknown = sorted(set(ops) - set(OPS))
+  if unknown:
+    parser.error(f"unknown ops {unknown}; choose from {list(OPS)}")
 
   if not args.no_build:
     subprocess.run(["make", "cabi"], cwd=ROOT, check=True)
@@ -380,24 +614,24 @@ def main(argv=None):
     return 2
   gpu = Gpu(lib)
 
-  selected = [s for s in args.cases.split(",") if s]
-  groups = [(c, True) for c in cases.CONFORMANCE + CUDA_CASES] + [
-      (c, False) for c in cases.BENCH]
-  groups = [(c, small) for c, small in groups
-            if not selected or any(s in c.name for s in selected)]
+  groups = select_groups(args.cases, ops)
   print(f"# {gpu.device_name}, {gpu.sm_count} SMs; torch "
         f"{gpu.torch.__version__}, CUDA {gpu.torch.version.cuda}, cuDNN "
         f"{gpu.torch.backends.cudnn.version()}; {len(groups)} cases")
   print(f"{'case':40s} {'kernel':13s} {'dwop ms':>9s} {'torch ms':>9s} "
         f"{'speedup':>8s} {'max err':>9s} {'det':>4s} {'emu':>4s} result")
   records, started = [], time.time()
-  for case, small in groups:
+  for op, case, small in groups:
     try:
-      record = check_case(lib, gpu, case, args, small)
+      if op == "filter_grad":
+        record = check_case(lib, gpu, case, args, small)
+      else:
+        record = check_conv_case(lib, gpu, case, op, args, small)
     except Exception as e:  # pylint: disable=broad-except
-      record = {"case": case.name, "ok": False,
+      name = case.name if op == "filter_grad" else f"{op}:{case.name}"
+      record = {"case": name, "ok": False,
                 "notes": [f"{type(e).__name__}: {e}"]}
-      print(f"{case.name[:40]:40s} ERROR {e}")
+      print(f"{name[:40]:40s} ERROR {e}")
       records.append(record)
       continue
     records.append(record)
@@ -408,7 +642,8 @@ def main(argv=None):
   emulator_mismatch = [r["case"] for r in records if any(
       r.get(p, {}).get("emulator_bitwise") is False for p in PATHS)]
   bench = {c.name: c for c in cases.BENCH}
-  timed = [r for r in records if r["case"] in bench and r.get("torch_ms")
+  base = lambda r: r["case"].split(":", 1)[-1]
+  timed = [r for r in records if base(r) in bench and r.get("torch_ms")
            and r.get("auto", {}).get("dwop_ms")]
   summary = {"device": gpu.device_name, "sm_count": gpu.sm_count,
              "torch": gpu.torch.__version__, "cases": len(records),
@@ -420,13 +655,16 @@ def main(argv=None):
   print(f"# {len(records)} cases, {len(failed)} failed"
         + (f": {', '.join(failed)}" if failed else "")
         + f"; JSON in {args.json}")
-  for label, chosen in (("BENCH", timed), ("BENCH filters >= 7x7", [
-      r for r in timed if min(bench[r["case"]].filter[:2]) >= 7])):
-    if chosen:
-      speedups = [r["torch_ms"] / r["auto"]["dwop_ms"] for r in chosen]
-      print(f"# speedup over PyTorch, {label}: min {min(speedups):.2f}x, "
-            f"geomean {float(np.exp(np.mean(np.log(speedups)))):.2f}x "
-            f"({len(chosen)} cases)")
+  for op in ops:
+    mine = [r for r in timed if r.get("op", "filter_grad") == op]
+    for label, chosen in (("BENCH", mine), ("BENCH filters >= 7x7", [
+        r for r in mine if min(bench[base(r)].filter[:2]) >= 7])):
+      if chosen:
+        speedups = [r["torch_ms"] / r["auto"]["dwop_ms"] for r in chosen]
+        print(f"# {op} speedup over PyTorch, {label}: min "
+              f"{min(speedups):.2f}x, geomean "
+              f"{float(np.exp(np.mean(np.log(speedups)))):.2f}x "
+              f"({len(chosen)} cases)")
   if emulator_mismatch:
     print("# warning: GPU bytes differ from the host emulator's for: "
           + ", ".join(emulator_mismatch))

@@ -1,4 +1,4 @@
-"""dwop's one tolerance policy for a computed filter gradient.
+"""dwop's one tolerance policy for a computed result of any of the three ops.
 
 Every check of a result against the float64 oracle (python/reference.py) or
 against another kernel uses `atol`: the test suites (through
@@ -14,6 +14,9 @@ size) that sum grows as sqrt(terms), so the bound is
 
     RTOL[dtype] * SAFETY * max|x| * max|dy| * sqrt(terms)
 
+The same bound serves the forward and the input gradient, with their own
+operands (input and filter; filter and out_backprop) and their own number of
+products per output element (conv_terms).
 Comparing two computed results (neither is exact) allows `factor` = 2.
 Imports nothing but NumPy.
 """
@@ -51,3 +54,11 @@ def terms_of(out_backprop_nhwc):
   """N*OH*OW of an out_backprop shape in NHWC order."""
   n, oh, ow, _ = out_backprop_nhwc
   return n * oh * ow
+
+
+def conv_terms(op, filter_shape):
+  """Products summed into one element of the forward's output ("forward":
+  KH*KW) or of the input gradient ("input_grad": at most KH*KW*M, every tap
+  of every multiplier)."""
+  kh, kw, _, m = (int(v) for v in filter_shape)
+  return kh * kw * (m if op == "input_grad" else 1)

@@ -395,6 +395,66 @@ Status FilterGradCuda(const dwop_problem* problem, const void* input,
 #endif
 }
 
+// ---- CUDA forward and input gradient.
+
+// The conv plan of `params` for a device with sm_count SMs (<= 0: the
+// current device's).
+template <typename Params>
+Status PlanConvFor(const Params& params, int32_t sm_count,
+                   CudaConvPlan* plan) {
+  CudaDevice device;
+  DWOP_RETURN_IF_ERROR(PlanningDevice(sm_count, 0, &device));
+  return PlanCuda(params, device, plan);
+}
+
+dwop_cuda_conv_plan ToC(const CudaConvPlan& p) {
+  dwop_cuda_conv_plan c;
+  c.kernel = static_cast<int32_t>(p.kernel);
+  c.threads = p.threads;
+  c.cols_per_thread = p.cols_per_thread;
+  c.items = p.items;
+  c.col_runs = p.col_runs;
+  c.blocks = p.blocks;
+  c.output_elements = p.output_elements;
+  c.output_bytes = p.output_bytes;
+  return c;
+}
+
+// dwop_forward_cuda / dwop_input_grad_cuda: validated, planned for the
+// current device, run on the stream.
+template <typename Params, typename A, typename B, typename Out>
+dwop_status ConvCudaEntry(const dwop_problem* problem, A a, B b, Out out,
+                          void* cuda_stream, char* error, size_t error_size) {
+  const Status status = Guarded([&] {
+    Params params;
+    DWOP_RETURN_IF_ERROR(MakeParams(problem, a, b, out, &params));
+#ifdef DWOP_WITH_CUDA
+    CudaConvPlan plan;
+    DWOP_RETURN_IF_ERROR(PlanConvFor(params, 0, &plan));
+    return RunCuda(params, plan, cuda_stream);
+#else
+    (void)cuda_stream;
+    return Status::Unavailable(kBuiltWithoutCuda);
+#endif
+  });
+  return Report(status, error, error_size);
+}
+
+// The *_cuda_emulated entry points: the same plan, run on the host.
+template <typename Params, typename A, typename B, typename Out>
+dwop_status ConvEmulatedEntry(const dwop_problem* problem, A a, B b, Out out,
+                              int32_t sm_count, char* error,
+                              size_t error_size) {
+  const Status status = Guarded([&] {
+    Params params;
+    DWOP_RETURN_IF_ERROR(MakeParams(problem, a, b, out, &params));
+    CudaConvPlan plan;
+    DWOP_RETURN_IF_ERROR(PlanConvFor(params, sm_count, &plan));
+    return EmulateCuda(params, plan);
+  });
+  return Report(status, error, error_size);
+}
+
 // The reference kernels of the forward and the input gradient: validated,
 // zero-filled when there is nothing to sum, then RunReference.
 template <typename Params, typename A, typename B, typename Out>
@@ -593,6 +653,70 @@ dwop_status dwop_filter_grad_cuda_emulated(
     return dwop::EmulateCuda(params, plan);
   });
   return dwop::Report(status, error, error_size);
+}
+
+// ---- CUDA forward and input gradient.
+
+dwop_status dwop_cuda_conv_plan_problem(const dwop_problem* problem,
+                                        int32_t op, int32_t sm_count,
+                                        dwop_cuda_conv_plan* plan, char* error,
+                                        size_t error_size) {
+  const dwop::Status status = dwop::Guarded([&] {
+    if (plan == nullptr) return dwop::Status::InvalidArgument("plan is NULL");
+    dwop::CudaConvPlan cuda_plan;
+    if (op == DWOP_CONV_FORWARD) {
+      dwop::ForwardParams params;
+      DWOP_RETURN_IF_ERROR(dwop::Resolve(problem, dwop::OpKind::kForward,
+                                         &params.geo, &params.dtype));
+      DWOP_RETURN_IF_ERROR(dwop::PlanConvFor(params, sm_count, &cuda_plan));
+    } else if (op == DWOP_CONV_INPUT_GRAD) {
+      dwop::InputGradParams params;
+      DWOP_RETURN_IF_ERROR(dwop::Resolve(problem, dwop::OpKind::kInputGrad,
+                                         &params.geo, &params.dtype));
+      DWOP_RETURN_IF_ERROR(dwop::PlanConvFor(params, sm_count, &cuda_plan));
+    } else {
+      return dwop::Status::InvalidArgument("op " + std::to_string(op) +
+                                           " is not a dwop_conv_op");
+    }
+    *plan = dwop::ToC(cuda_plan);
+    return dwop::Status::Ok();
+  });
+  return dwop::Report(status, error, error_size);
+}
+
+dwop_status dwop_forward_cuda(const dwop_problem* problem, const void* input,
+                              const void* filter, void* output,
+                              void* cuda_stream, char* error,
+                              size_t error_size) {
+  return dwop::ConvCudaEntry<dwop::ForwardParams>(
+      problem, input, filter, output, cuda_stream, error, error_size);
+}
+
+dwop_status dwop_input_grad_cuda(const dwop_problem* problem,
+                                 const void* filter, const void* out_backprop,
+                                 void* in_backprop, void* cuda_stream,
+                                 char* error, size_t error_size) {
+  return dwop::ConvCudaEntry<dwop::InputGradParams>(
+      problem, filter, out_backprop, in_backprop, cuda_stream, error,
+      error_size);
+}
+
+dwop_status dwop_forward_cuda_emulated(const dwop_problem* problem,
+                                       const void* input, const void* filter,
+                                       void* output, int32_t sm_count,
+                                       char* error, size_t error_size) {
+  return dwop::ConvEmulatedEntry<dwop::ForwardParams>(
+      problem, input, filter, output, sm_count, error, error_size);
+}
+
+dwop_status dwop_input_grad_cuda_emulated(const dwop_problem* problem,
+                                          const void* filter,
+                                          const void* out_backprop,
+                                          void* in_backprop, int32_t sm_count,
+                                          char* error, size_t error_size) {
+  return dwop::ConvEmulatedEntry<dwop::InputGradParams>(
+      problem, filter, out_backprop, in_backprop, sm_count, error,
+      error_size);
 }
 
 }  // extern "C"

@@ -198,6 +198,57 @@ DWOP_EXPORT dwop_status dwop_filter_grad_cuda_emulated(
     void* filter_backprop, int32_t path, int32_t sm_count,
     int64_t shared_memory_per_block, char* error, size_t error_size);
 
+/* ---- CUDA forward and input gradient (cc/kernels/cuda/conv_plan.h,
+ * conv_kernels.h). Gathers: each result element is summed by one thread in a
+ * fixed order, so they need no workspace and are bitwise identical from run
+ * to run on any GPU. The problem is given as for the reference entry points:
+ * for the forward, input_shape, filter_sizes (the filter's shape) and
+ * optionally out_backprop_shape (the output's, checked when given); for the
+ * input gradient, input_shape holds the input_sizes values. */
+
+/* What the conv planner chose (CudaConvPlan). kernel: 0 no result elements,
+ * 1 zero fill, 2 forward NHWC, 3 forward NCHW, 4 input gradient NHWC,
+ * 5 input gradient NCHW. */
+typedef struct dwop_cuda_conv_plan {
+  int32_t kernel, threads, cols_per_thread;
+  int64_t items, col_runs, blocks, output_elements, output_bytes;
+} dwop_cuda_conv_plan;
+
+typedef enum dwop_conv_op {
+  DWOP_CONV_FORWARD = 0,
+  DWOP_CONV_INPUT_GRAD = 1,
+} dwop_conv_op;
+
+/* Plans `problem` for `op` (a dwop_conv_op) on a device with sm_count
+ * multiprocessors (<= 0: the current CUDA device). Host only. */
+DWOP_EXPORT dwop_status dwop_cuda_conv_plan_problem(
+    const dwop_problem* problem, int32_t op, int32_t sm_count,
+    dwop_cuda_conv_plan* plan, char* error, size_t error_size);
+
+/* The forward / input gradient on the calling thread's current CUDA device;
+ * device pointers, dense in data_format order; asynchronous on cuda_stream
+ * (a cudaStream_t; NULL is the legacy default stream). */
+DWOP_EXPORT dwop_status dwop_forward_cuda(const dwop_problem* problem,
+                                          const void* input,
+                                          const void* filter, void* output,
+                                          void* cuda_stream, char* error,
+                                          size_t error_size);
+DWOP_EXPORT dwop_status dwop_input_grad_cuda(const dwop_problem* problem,
+                                             const void* filter,
+                                             const void* out_backprop,
+                                             void* in_backprop,
+                                             void* cuda_stream, char* error,
+                                             size_t error_size);
+
+/* Their kernels' code run on the host on host buffers (EmulateCuda), planned
+ * for a device with sm_count multiprocessors: the same bits as the GPU. */
+DWOP_EXPORT dwop_status dwop_forward_cuda_emulated(
+    const dwop_problem* problem, const void* input, const void* filter,
+    void* output, int32_t sm_count, char* error, size_t error_size);
+DWOP_EXPORT dwop_status dwop_input_grad_cuda_emulated(
+    const dwop_problem* problem, const void* filter, const void* out_backprop,
+    void* in_backprop, int32_t sm_count, char* error, size_t error_size);
+
 #ifdef __cplusplus
 }  /* extern "C" */
 #endif

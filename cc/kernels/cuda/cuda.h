@@ -1,8 +1,10 @@
-// The CUDA filter gradient: a host API without CUDA types, so that the glue
-// (cc/tf, cc/c_api) compiles with a plain C++ compiler.
+// The CUDA kernels' host API without CUDA types, so that the glue (cc/tf,
+// cc/c_api) compiles with a plain C++ compiler.
 //
-// Use: PlanCuda (cuda_plan.h) on the validated params and the device, give the
-// kernels plan.workspace_bytes of device memory, then RunCuda on a stream.
+// Filter gradient: PlanCuda (plan.h) on the validated params and the device,
+// give the kernels plan.workspace_bytes of device memory, then RunCuda on a
+// stream. Forward and input gradient: PlanCuda (conv_plan.h), then RunCuda;
+// they need no workspace (gathers: one thread per output element).
 //
 // The kernels (cuda.cu.cc, bodies in cuda_kernels.h) never use float atomics:
 // every block writes its partial sums to the workspace and a second kernel adds
@@ -17,6 +19,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cc/kernels/cuda/conv_plan.h"
 #include "cc/kernels/cuda/plan.h"
 #include "cc/kernels/common/params.h"
 #include "cc/kernels/common/status.h"
@@ -41,6 +44,16 @@ Status QueryCudaDevice(CudaDevice* device);
 Status RunCuda(const FilterGradParams& params, const CudaPlan& plan,
                void* workspace, void* cuda_stream);
 
+// The forward and the input gradient of `plan` (made by PlanCuda for these
+// params) asynchronously on `cuda_stream`; device pointers. Write every
+// element of params.output / params.in_backprop (a memset of zeros when there
+// is nothing to sum). Bitwise identical from run to run, on any GPU. Errors
+// as for the filter gradient.
+Status RunCuda(const ForwardParams& params, const CudaConvPlan& plan,
+               void* cuda_stream);
+Status RunCuda(const InputGradParams& params, const CudaConvPlan& plan,
+               void* cuda_stream);
+
 // Stream-ordered device memory (cudaMallocAsync / cudaFreeAsync), for callers
 // that do not own an allocator (the C ABI).
 Status CudaAllocAsync(int64_t bytes, void* cuda_stream, void** ptr);
@@ -53,6 +66,11 @@ Status CudaFreeAsync(void* ptr, void* cuda_stream);
 // lets tests check the kernels' indexing, bounds and reductions on machines
 // without a GPU. Slow: for small problems only.
 Status EmulateCuda(const FilterGradParams& params, const CudaPlan& plan);
+
+// The forward and input-gradient kernels run on the host likewise (host
+// buffers; same bits as RunCuda).
+Status EmulateCuda(const ForwardParams& params, const CudaConvPlan& plan);
+Status EmulateCuda(const InputGradParams& params, const CudaConvPlan& plan);
 
 }  // namespace dwop
 

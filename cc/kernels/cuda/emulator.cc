@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cc/kernels/cuda/cuda.h"
+#include "cc/kernels/cuda/conv_kernels.h"
 #include "cc/kernels/cuda/filter_grad_kernels.h"
 #include "cc/kernels/common/geometry.h"
 
@@ -69,7 +70,73 @@ class Emulator {
   const gpu::KernelArgs& args_;
 };
 
+// The conv kernels: every block, every thread of it, in order; threads past
+// the last item do nothing, as on the device.
+class ConvEmulator {
+ public:
+  ConvEmulator(const CudaConvPlan& plan, const gpu::ConvArgs& args)
+      : plan_(plan), args_(args) {}
+
+  template <typename T, bool kNchw>
+  Status Forward() {
+    return Items([&](int64_t item) { gpu::ForwardItem<T, kNchw>(args_, item); });
+  }
+
+  template <typename T, bool kNchw>
+  Status InputGrad() {
+    return Items(
+        [&](int64_t item) { gpu::InputGradItem<T, kNchw>(args_, item); });
+  }
+
+ private:
+  template <class F>
+  Status Items(F&& run_item) {
+    for (int64_t b = 0; b < plan_.blocks; ++b) {
+      for (int64_t t = 0; t < plan_.threads; ++t) {
+        const int64_t item = b * plan_.threads + t;
+        if (item < args_.items) run_item(item);
+      }
+    }
+    return Status::Ok();
+  }
+
+  const CudaConvPlan& plan_;
+  const gpu::ConvArgs& args_;
+};
+
+template <typename Params>
+Status EmulateConv(const Params& params, const CudaConvPlan& plan) {
+  // The planner's kNothing and kZero.
+  if (WriteZerosIfNothingToSum(params)) return Status::Ok();
+  if (plan.kernel == CudaConvKernel::kNothing ||
+      plan.kernel == CudaConvKernel::kZero) {
+    return Status::Internal("a conv plan without kernels for a problem with "
+                            "something to sum");
+  }
+  const gpu::ConvArgs args = gpu::MakeConvArgs(params, plan);
+  ConvEmulator emulator(plan, args);
+  switch (params.dtype) {
+    case DType::kHalf:
+      return gpu::VisitConvType<half_t>(plan, emulator);
+    case DType::kBfloat16:
+      return gpu::VisitConvType<bfloat16_t>(plan, emulator);
+    case DType::kFloat:
+      return gpu::VisitConvType<float>(plan, emulator);
+    case DType::kDouble:
+      return gpu::VisitConvType<double>(plan, emulator);
+  }
+  return Status::InvalidArgument("unknown dtype");
+}
+
 }  // namespace
+
+Status EmulateCuda(const ForwardParams& params, const CudaConvPlan& plan) {
+  return EmulateConv(params, plan);
+}
+
+Status EmulateCuda(const InputGradParams& params, const CudaConvPlan& plan) {
+  return EmulateConv(params, plan);
+}
 
 Status EmulateCuda(const FilterGradParams& params, const CudaPlan& plan) {
   // The planner's kNothing and kZero.

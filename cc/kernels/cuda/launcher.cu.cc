@@ -1,55 +1,18 @@
-// The CUDA kernels (bodies in cuda_kernels.h) and their launcher. Framework
-// free: compiled by nvcc without TensorFlow's include path.
+// The CUDA host API (cuda.h): device queries, stream-ordered allocation and
+// RunCuda of every op, dispatching on the dtype to the per-dtype launchers
+// (launch.h; kernels in kernels_<dtype>.cu.cc, bodies in
+// filter_grad_kernels.h and conv_kernels.h). Framework free: compiled by
+// nvcc without TensorFlow's include path.
 #include <cuda_runtime.h>
 
 #include <cstdint>
 #include <string>
 
 #include "cc/kernels/cuda/cuda.h"
-#include "cc/kernels/cuda/filter_grad_kernels.h"
+#include "cc/kernels/cuda/launch.h"
 
 namespace dwop {
-namespace {
-
-// The register kernels use up to kRegisterThreads threads; at most ~128
-// registers each keeps two blocks resident per SM.
-template <typename T, int KHT, int KWT, int V>
-__global__ void __launch_bounds__(kRegisterThreads, sizeof(gpu::Acc<T>) == 4 ? 2 : 1)
-    RegisterNhwcKernel(const gpu::KernelArgs args) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  gpu::RegisterState<gpu::Acc<T>, KHT, KWT, V> state;
-  gpu::DeviceBlock block;
-  gpu::RegisterNhwcBlock<T, KHT, KWT, V>(args, blockIdx.x, block, &state,
-                                          smem);
-}
-
-template <typename T, int KHT, int KWT>
-__global__ void __launch_bounds__(kRegisterThreads, sizeof(gpu::Acc<T>) == 4 ? 2 : 1)
-    RegisterNchwKernel(const gpu::KernelArgs args) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  gpu::RegisterState<gpu::Acc<T>, KHT, KWT, 1> state;
-  gpu::DeviceBlock block;
-  gpu::RegisterNchwBlock<T, KHT, KWT>(args, blockIdx.x, block, &state, smem);
-}
-
-template <typename T, bool kNchw>
-__global__ void __launch_bounds__(kTiledThreads, sizeof(gpu::Acc<T>) == 4 ? 2 : 1)
-    TiledKernel(const gpu::KernelArgs args) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  gpu::TiledState<gpu::Acc<T>> state;
-  gpu::DeviceBlock block;
-  gpu::TiledBlock<T, kNchw>(args, blockIdx.x, block, &state, smem);
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kFinalizeThreads)
-    FinalizeKernel(const gpu::KernelArgs args) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       e < args.filter_elements; e += stride) {
-    gpu::FinalizeElement<T>(args, e);
-  }
-}
+namespace gpu {
 
 Status CudaError(cudaError_t error, const char* what) {
   if (error == cudaSuccess) return Status::Ok();
@@ -58,53 +21,48 @@ Status CudaError(cudaError_t error, const char* what) {
                           cudaGetErrorString(error));
 }
 
-// Checks the launch just made (configuration errors, a missing kernel image
-// for this GPU, ...).
-Status LaunchError(const char* kernel) {
-  return CudaError(cudaGetLastError(), kernel);
+}  // namespace gpu
+
+namespace {
+
+using gpu::CudaError;
+
+// Calls launch.template operator()<T>() for the dtype's storage type.
+template <class Launch>
+Status ForDType(DType dtype, Launch&& launch) {
+  switch (dtype) {
+    case DType::kHalf:
+      return launch(half_t());
+    case DType::kBfloat16:
+      return launch(bfloat16_t());
+    case DType::kFloat:
+      return launch(float());
+    case DType::kDouble:
+      return launch(double());
+  }
+  return Status::InvalidArgument("unknown dtype");
 }
 
-class Launcher {
- public:
-  Launcher(const CudaPlan& plan, const gpu::KernelArgs& args,
-           cudaStream_t stream)
-      : plan_(plan), args_(args), stream_(stream) {}
-
-  template <typename T, int KHT, int KWT, int V>
-  Status Nhwc() {
-    RegisterNhwcKernel<T, KHT, KWT, V>
-        <<<Grid(), plan_.threads, plan_.smem_bytes, stream_>>>(args_);
-    return LaunchError("launching the register NHWC kernel");
+// Runs a forward or input-gradient plan: a memset when there is nothing to
+// sum, else the gather kernel.
+template <typename Params>
+Status RunConv(const Params& params, const CudaConvPlan& plan, void* output,
+               void* cuda_stream) {
+  cudaStream_t stream = static_cast<cudaStream_t>(cuda_stream);
+  switch (plan.kernel) {
+    case CudaConvKernel::kNothing:
+      return Status::Ok();
+    case CudaConvKernel::kZero:
+      return CudaError(cudaMemsetAsync(output, 0, plan.output_bytes, stream),
+                       "cudaMemsetAsync of the result");
+    default:
+      break;
   }
-
-  template <typename T, int KHT, int KWT>
-  Status Nchw() {
-    RegisterNchwKernel<T, KHT, KWT>
-        <<<Grid(), plan_.threads, plan_.smem_bytes, stream_>>>(args_);
-    return LaunchError("launching the register NCHW kernel");
-  }
-
-  template <typename T, bool kNchw>
-  Status Tiled() {
-    TiledKernel<T, kNchw>
-        <<<Grid(), plan_.threads, plan_.smem_bytes, stream_>>>(args_);
-    return LaunchError("launching the tiled kernel");
-  }
-
-  template <typename T>
-  Status Finalize() {
-    FinalizeKernel<T><<<static_cast<unsigned>(plan_.finalize_blocks),
-                        kFinalizeThreads, 0, stream_>>>(args_);
-    return LaunchError("launching the finalize kernel");
-  }
-
- private:
-  unsigned Grid() const { return static_cast<unsigned>(plan_.blocks); }
-
-  const CudaPlan& plan_;
-  const gpu::KernelArgs& args_;
-  cudaStream_t stream_;
-};
+  const gpu::ConvArgs args = gpu::MakeConvArgs(params, plan);
+  return ForDType(params.dtype, [&](auto t) {
+    return gpu::LaunchConv<decltype(t)>(plan, args, stream);
+  });
+}
 
 }  // namespace
 
@@ -169,8 +127,20 @@ Status RunCuda(const FilterGradParams& params, const CudaPlan& plan,
         std::to_string(vector_bytes) + " bytes; these are not");
   }
   const gpu::KernelArgs args = gpu::MakeKernelArgs(params, plan, workspace);
-  Launcher launcher(plan, args, stream);
-  return gpu::VisitPlan(plan, params.dtype, params.geo.layout, launcher);
+  return ForDType(params.dtype, [&](auto t) {
+    return gpu::LaunchFilterGrad<decltype(t)>(plan, params.geo.layout, args,
+                                              stream);
+  });
+}
+
+Status RunCuda(const ForwardParams& params, const CudaConvPlan& plan,
+               void* cuda_stream) {
+  return RunConv(params, plan, params.output, cuda_stream);
+}
+
+Status RunCuda(const InputGradParams& params, const CudaConvPlan& plan,
+               void* cuda_stream) {
+  return RunConv(params, plan, params.in_backprop, cuda_stream);
 }
 
 Status CudaAllocAsync(int64_t bytes, void* cuda_stream, void** ptr) {
