@@ -62,3 +62,9 @@ def conv_terms(op, filter_shape):
   of every multiplier)."""
   kh, kw, _, m = (int(v) for v in filter_shape)
   return kh * kw * (m if op == "input_grad" else 1)
+
+
+def conv_atol(op, dtype, a, b, filter_shape, factor=1.0):
+  """atol of a forward ("forward": operands input and filter) or input
+  gradient ("input_grad": filter and out_backprop) result."""
+  return atol(dtype, a, b, conv_terms(op, filter_shape), factor)

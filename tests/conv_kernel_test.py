@@ -17,6 +17,7 @@ from absl.testing import parameterized
 import numpy as np
 
 import testing
+import tolerance as tolerance_policy
 
 import cases  # pylint: disable=g-import-not-at-top,wrong-import-order
 import cpu_kernel_test  # pylint: disable=g-import-not-at-top,wrong-import-order
@@ -65,12 +66,8 @@ def oracle(op, case, a, b):
 
 
 def tolerance(op, case, a, b):
-  """testing.tolerance's bound for a sum of this op's terms per element."""
-  kh, kw, _, m = case.filter
-  terms = max(1, kh * kw * (m if op == "input_grad" else 1))
-  scale = (np.abs(a).max(initial=0.0) * np.abs(b).max(initial=0.0) *
-           np.sqrt(terms) + 1e-30)
-  return testing.RTOL[case.dtype] * scale * 4
+  """The shared policy's bound (python/tolerance.py) for this op's result."""
+  return tolerance_policy.conv_atol(op, case.dtype, a, b, case.filter)
 
 
 @functools.lru_cache(maxsize=None)
@@ -215,8 +212,10 @@ class OverflowTest(parameterized.TestCase):
     with environment(DWOP_CPU_ISA=isa):
       got = call(backend="cpu", num_threads=2).astype(np.float64)
     want = call(backend="reference").astype(np.float64)
-    rtol, atol = cpu_kernel_test.TOLERANCE[dtype]
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    a, b = (x, f) if op == "forward" else (f, dy)
+    atol = tolerance_policy.conv_atol(op, dtype, a, b, filt,
+                                      tolerance_policy.TWO_RESULTS)
+    np.testing.assert_allclose(got, want, rtol=testing.RTOL[dtype], atol=atol)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import dwop
 from dwop import _loader
 import reference
 import testing
+import tolerance
 import tf_paths
 
 Case = cases.Case
@@ -29,13 +30,6 @@ def random_filter(case, seed=1):
   return np.random.default_rng(seed).integers(-8, 9, case.filter) / 8.0
 
 
-def _tolerance(case, a, b, terms, want):
-  """Absolute tolerance: one accumulation of `terms` products of a and b in
-  the dtype's precision, plus the rounding of the result to the dtype."""
-  scale = np.abs(a).max(initial=0.0) * np.abs(b).max(initial=0.0)
-  rtol = testing.RTOL[case.dtype]
-  return rtol * (4 * scale * np.sqrt(max(terms, 1)) +
-                 2 * np.abs(want).max(initial=0.0)) + 1e-30
 
 
 def oracle_forward(case, x, w):
@@ -152,7 +146,7 @@ def check_forward(case, seed=0):
   want = oracle_forward(case, x, w)
   got = dwop_forward(case, x, w)
   tf_result, path = tf_forward(case, x, w)
-  tol = _tolerance(case, x, w, case.filter[0] * case.filter[1], want)
+  tol = tolerance.conv_atol("forward", case.dtype, x, w, case.filter)
   check(case, got, want, tf_result, path, tol, "forward")
   return path
 
@@ -163,8 +157,7 @@ def check_input_grad(case, seed=0):
   want = oracle_input_grad(case, w, dy)
   got = dwop_input_grad(case, w, dy)
   tf_result, path = tf_input_grad(case, w, dy)
-  kh, kw, _, m = case.filter
-  tol = _tolerance(case, w, dy, kh * kw * m, want)
+  tol = tolerance.conv_atol("input_grad", case.dtype, w, dy, case.filter)
   check(case, got, want, tf_result, path, tol, "input gradient")
   return path
 

@@ -176,9 +176,9 @@ struct Launcher<GpuDevice> {
     return ToTf(::dwop::RunCuda(params, plan, workspace_data,
                                 stream->platform_specific_handle().stream));
   }
-#ifdef DWOP_WITH_CUDA_CONV
   // The forward and the input gradient (PlanCuda/RunCuda overloads of
-  // cc/kernels/cuda/cuda.h for ForwardParams and InputGradParams).
+  // cc/kernels/cuda/cuda.h for ForwardParams and InputGradParams): gathers
+  // that need no workspace; the planner zero-fills empty problems.
   template <typename Params>
   static absl::Status Run(OpKernelContext* ctx, const Params& params) {
     ::stream_executor::Stream* stream;
@@ -189,7 +189,6 @@ struct Launcher<GpuDevice> {
     return ToTf(::dwop::RunCuda(params, plan,
                                 stream->platform_specific_handle().stream));
   }
-#endif  // DWOP_WITH_CUDA_CONV
 };
 #endif  // GOOGLE_CUDA
 
@@ -394,17 +393,7 @@ TF_CALL_double(DWOP_REGISTER_CPU);
                               .Device(DEVICE_GPU)                   \
                               .TypeConstraint<T>("T")               \
                               .HostMemory("filter_sizes"),          \
-                          DepthwiseConv2dBackpropFilterOp<GpuDevice, T>);
-TF_CALL_half(DWOP_REGISTER_GPU);
-TF_CALL_bfloat16(DWOP_REGISTER_GPU);
-TF_CALL_float(DWOP_REGISTER_GPU);
-TF_CALL_double(DWOP_REGISTER_GPU);
-#undef DWOP_REGISTER_GPU
-
-// The forward and input gradient on GPU exist once the CUDA kernels do;
-// until then TensorFlow places these two ops on the CPU.
-#ifdef DWOP_WITH_CUDA_CONV
-#define DWOP_REGISTER_GPU(T)                                         \
+                          DepthwiseConv2dBackpropFilterOp<GpuDevice, T>); \
   REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dNative")          \
                               .Device(DEVICE_GPU)                    \
                               .TypeConstraint<T>("T"),               \
@@ -419,7 +408,6 @@ TF_CALL_bfloat16(DWOP_REGISTER_GPU);
 TF_CALL_float(DWOP_REGISTER_GPU);
 TF_CALL_double(DWOP_REGISTER_GPU);
 #undef DWOP_REGISTER_GPU
-#endif  // DWOP_WITH_CUDA_CONV
 #endif  // GOOGLE_CUDA
 
 }  // namespace dwop
