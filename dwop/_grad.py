@@ -285,6 +285,7 @@ _scopes = 0  # enabled() blocks open, in any thread
 
 def _apply():
   """Makes the registry match the state; called with _lock held."""
+  from dwop import _routing  # pylint: disable=g-import-not-at-top
   on = _explicit or _scopes > 0
   for name, ours in _DWOP_ENTRIES.items():
     current = _entries[name]
@@ -293,6 +294,7 @@ def _apply():
       _entries[name] = ours
     elif not on and current is ours:
       _entries[name] = _replaced.pop(name)
+  _routing.set_routed(on)  # stock Keras/tf.nn call sites onto dwop's ops
 
 
 def enable():
