@@ -30,6 +30,7 @@ import threading
 
 import tensorflow as tf
 
+from dwop import _decomposed
 from dwop import _grad
 from dwop import _ops
 
@@ -100,7 +101,7 @@ def _conv2d(inputs, depthwise_kernel, pointwise_kernel, strides, padding,
   if transpose:
     inputs = tf.transpose(inputs, [0, 2, 3, 1])
   if decompose:
-    outputs = _grad.depthwise_nhwc_decomposed(inputs, depthwise_kernel,
+    outputs = _decomposed.depthwise_nhwc_decomposed(inputs, depthwise_kernel,
                                               strides, padding, dilation_rate,
                                               _ops.depthwise_conv2d)
     if pointwise_kernel is not None:

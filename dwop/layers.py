@@ -1,17 +1,17 @@
-"""Keras 3 depthwise and separable convolutions with dwop's filter gradient.
+"""Keras 3 depthwise and separable convolutions computed by dwop's ops.
 
-Drop-in subclasses of `keras.layers.DepthwiseConv2D` and
-`keras.layers.SeparableConv2D` (TensorFlow backend): same arguments, weights,
-`get_config` and forward result; only the depthwise kernel's gradient is
-computed by dwop (by TensorFlow's op under XLA). Importing this module
-registers both classes for serialisation as "dwop>DepthwiseConv2D" and
-"dwop>SeparableConv2D", so `keras.models.load_model` finds them once
-`dwop.layers` has been imported.
+Drop-in subclasses of `keras.layers.DepthwiseConv1D`, `DepthwiseConv2D`,
+`SeparableConv1D` and `SeparableConv2D` (TensorFlow backend): same arguments,
+weights, `get_config` and results; the depthwise convolution and its
+gradients are computed by dwop's ops (by TensorFlow's under XLA), with or
+without `dwop.enable()`. Importing this module registers the classes for
+serialisation as "dwop>DepthwiseConv1D", "dwop>DepthwiseConv2D",
+"dwop>SeparableConv1D" and "dwop>SeparableConv2D", so
+`keras.models.load_model` finds them once `dwop.layers` has been imported.
 
 Under XLA (`compile(jit_compile=True)`, which Keras' default
 `jit_compile="auto"` chooses on machines with a GPU) the layers still work and
-train with TensorFlow's filter gradient: a custom op cannot be compiled.
-"""
+train with TensorFlow's ops: a custom op cannot be compiled."""
 
 import keras
 
