@@ -241,8 +241,11 @@ def _tf_separable_conv2d(module_name):
 def _routes():
   """{(module name, attribute): dwop's replacement} for importable modules."""
   routes = {}
+  seen = []
   for module_name in _TF_NN:
-    if _module(module_name) is not None:
+    module = _module(module_name)
+    if module is not None and all(module is not m for m in seen):
+      seen.append(module)  # one entry per module object, however named
       routes[(module_name, "depthwise_conv2d")] = _tf_depthwise_conv2d(
           module_name)
       routes[(module_name, "separable_conv2d")] = _tf_separable_conv2d(

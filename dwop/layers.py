@@ -65,7 +65,7 @@ def _bias_and_activation(layer, outputs, channels):
 
 @keras.saving.register_keras_serializable(package="dwop")
 class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
-  """`keras.layers.DepthwiseConv2D` whose kernel gradient is computed by dwop.
+  """`keras.layers.DepthwiseConv2D` computed by dwop's ops, gradients included.
 
   Same arguments, weights, config and outputs as Keras' layer (see its
   documentation): `kernel_size`, `strides`, `padding` ("valid" or "same"),
@@ -87,7 +87,7 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
 
 @keras.saving.register_keras_serializable(package="dwop")
 class SeparableConv2D(keras.layers.SeparableConv2D):
-  """`keras.layers.SeparableConv2D` whose depthwise kernel gradient is dwop's.
+  """`keras.layers.SeparableConv2D` whose depthwise part is dwop's ops.
 
   Same arguments, weights, config and outputs as Keras' layer (see its
   documentation): `filters`, `kernel_size`, `strides`, `padding`,
