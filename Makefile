@@ -203,6 +203,13 @@ lint: $(LINT_DEPS)
 bench: build
 	$(PY) python/bench.py $(BENCH_ARGS)
 
+# End-to-end Keras training step, stock vs dwop.enable() (python/bench_e2e.py):
+# MobileNetV2, EfficientNetB0, ConvNeXtTiny, RepLKNet-style; BENCH_E2E_ARGS
+# e.g. --quick, --models replknet, --out dir.
+.PHONY: bench-e2e
+bench-e2e: build
+	$(PY) python/bench_e2e.py $(BENCH_E2E_ARGS)
+
 clean:
 	rm -rf $(BUILD) $(LIB)
 

@@ -24,6 +24,7 @@ from dwop._ops import depthwise_conv2d_backprop_filter
 from dwop._ops import depthwise_conv2d_backprop_input
 from dwop._ops import depthwise_conv2d_native
 from dwop._ops import separable_conv2d
+from dwop import _pfor  # noqa: F401  (pfor converters: vectorized_map, jacobian)
 from dwop._switch import disable
 from dwop._switch import enable
 from dwop._switch import enabled

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from dwop import _grad
 from dwop import _loader
+from dwop import _routing
 
 _TF_ORIGINALS = {
     name: ops.gradient_registry.lookup(name)
@@ -82,6 +83,7 @@ def _apply():
       _entries[name] = ours
     elif not on and current is ours:
       _entries[name] = _replaced.pop(name)
+  _routing.set_routed(on)  # stock Keras/tf.nn call sites onto dwop's ops
 
 
 def enable():

@@ -1,75 +1,46 @@
 """Keras 3 depthwise and separable convolutions computed by dwop's ops.
 
-Drop-in subclasses of `keras.layers.DepthwiseConv2D` and
-`keras.layers.SeparableConv2D` (TensorFlow backend): same arguments, weights,
-`get_config` and results; the depthwise convolution and its gradients are
-computed by dwop's ops (by TensorFlow's under XLA). Importing this module
-registers both classes for serialisation as "dwop>DepthwiseConv2D" and
-"dwop>SeparableConv2D", so `keras.models.load_model` finds them once
-`dwop.layers` has been imported.
+Drop-in subclasses of `keras.layers.DepthwiseConv1D`, `DepthwiseConv2D`,
+`SeparableConv1D` and `SeparableConv2D` (TensorFlow backend): same arguments,
+weights, `get_config` and results; the depthwise convolution and its
+gradients are computed by dwop's ops (by TensorFlow's under XLA), with or
+without `dwop.enable()`. Importing this module registers the classes for
+serialisation as "dwop>DepthwiseConv1D", "dwop>DepthwiseConv2D",
+"dwop>SeparableConv1D" and "dwop>SeparableConv2D", so
+`keras.models.load_model` finds them once `dwop.layers` has been imported.
 
 Under XLA (`compile(jit_compile=True)`, which Keras' default
 `jit_compile="auto"` chooses on machines with a GPU) the layers still work and
-train with TensorFlow's ops: a custom op cannot be compiled.
-"""
+train with TensorFlow's ops: a custom op cannot be compiled."""
 
 import keras
-import tensorflow as tf
 
-from dwop import _decomposed
-from dwop import _ops
+from dwop import _grad
+from dwop import _routing
 
-__all__ = ["DepthwiseConv2D", "SeparableConv2D"]
-
-
-def _cpu_only():
-  return all(d.device_type == "CPU" for d in tf.config.list_logical_devices())
+__all__ = ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+           "SeparableConv2D"]
 
 
 def _conv(inputs, depthwise_kernel, pointwise_kernel, strides, padding,
           data_format, dilation_rate):
   """Keras' TensorFlow-backend depthwise/separable convolution, through dwop.
 
-  Follows `keras.src.backend.tensorflow.nn.depthwise_conv`/`separable_conv`
-  for 2-D inputs: channels_first is transposed to channels_last on CPU-only
-  machines (TensorFlow's CPU kernels are NHWC only), and strides and
-  dilations both above 1 are decomposed into padding, a stride-1 dilated
-  convolution and a strided slice.
+  `_routing.keras_conv`: 1-D as a 2-D convolution over one row, as Keras does;
+  channels_first transposed on CPU-only machines; strides and dilations both
+  above 1 decomposed. Under XLA, Keras' own backend function (TensorFlow's
+  ops, which compile).
   """
-  inputs = tf.convert_to_tensor(inputs)
-  depthwise_kernel = tf.convert_to_tensor(depthwise_kernel)
-  if pointwise_kernel is not None:
-    pointwise_kernel = tf.convert_to_tensor(pointwise_kernel)
-  padding = padding.upper()
-  strides, dilation_rate = tuple(strides), tuple(dilation_rate)
-  decompose = any(s > 1 for s in strides) and any(d > 1 for d in dilation_rate)
-  channels_first = data_format == "channels_first"
-  transpose = channels_first and (decompose or _cpu_only())
-  if transpose:
-    inputs = tf.transpose(inputs, [0, 2, 3, 1])
-  if decompose:
-    outputs = _decomposed.depthwise_nhwc_decomposed(inputs, depthwise_kernel,
-                                              strides, padding, dilation_rate,
-                                              _ops.depthwise_conv2d)
-    if pointwise_kernel is not None:
-      outputs = tf.nn.conv2d(outputs, pointwise_kernel, [1, 1, 1, 1], "VALID")
-  else:
-    if channels_first and not transpose:
-      tf_strides, data_format = (1, 1) + strides, "NCHW"
-    else:
-      tf_strides, data_format = (1,) + strides + (1,), "NHWC"
+  if _grad.in_xla_context():
     if pointwise_kernel is None:
-      outputs = _ops.depthwise_conv2d(inputs, depthwise_kernel, tf_strides,
-                                      padding, data_format=data_format,
-                                      dilations=dilation_rate)
-    else:
-      outputs = _ops.separable_conv2d(inputs, depthwise_kernel,
-                                      pointwise_kernel, tf_strides, padding,
-                                      data_format=data_format,
-                                      dilations=dilation_rate)
-  if transpose:
-    outputs = tf.transpose(outputs, [0, 3, 1, 2])
-  return outputs
+      return _routing.stock_keras("depthwise_conv")(
+          inputs, depthwise_kernel, strides, padding, data_format,
+          dilation_rate)
+    return _routing.stock_keras("separable_conv")(
+        inputs, depthwise_kernel, pointwise_kernel, strides, padding,
+        data_format, dilation_rate)
+  return _routing.keras_conv(inputs, depthwise_kernel, pointwise_kernel,
+                             strides, padding, data_format, dilation_rate)
 
 
 def _check_backend(layer):
@@ -124,6 +95,45 @@ class SeparableConv2D(keras.layers.SeparableConv2D):
   `use_bias`, the initializers, regularizers and constraints of both
   kernels. The pointwise kernel's gradient is TensorFlow's (a 1x1 conv2d).
   TensorFlow backend only.
+  """
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    _check_backend(self)
+
+  def call(self, inputs):
+    outputs = _conv(inputs, self.depthwise_kernel, self.pointwise_kernel,
+                    self.strides, self.padding, self.data_format,
+                    self.dilation_rate)
+    return _bias_and_activation(self, outputs, self.filters)
+
+
+@keras.saving.register_keras_serializable(package="dwop")
+class DepthwiseConv1D(keras.layers.DepthwiseConv1D):
+  """`keras.layers.DepthwiseConv1D` on dwop's ops.
+
+  Same arguments, weights, config and outputs as Keras' layer; computed as a
+  2-D depthwise convolution over a single row, as Keras does. TensorFlow
+  backend only.
+  """
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    _check_backend(self)
+
+  def call(self, inputs):
+    outputs = _conv(inputs, self.kernel, None, self.strides, self.padding,
+                    self.data_format, self.dilation_rate)
+    channels = self.depth_multiplier * self._get_input_channel(inputs.shape)
+    return _bias_and_activation(self, outputs, channels)
+
+
+@keras.saving.register_keras_serializable(package="dwop")
+class SeparableConv1D(keras.layers.SeparableConv1D):
+  """`keras.layers.SeparableConv1D` on dwop's ops (depthwise part).
+
+  Same arguments, weights, config and outputs as Keras' layer; the pointwise
+  part is TensorFlow's 1x1 conv2d. TensorFlow backend only.
   """
 
   def __init__(self, *args, **kwargs):
