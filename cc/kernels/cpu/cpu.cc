@@ -48,7 +48,7 @@ void StoreSum(const Plan& p, int64_t oc_begin, int64_t oc_end, T* out) {
 
 // Per-thread staging memory. The workspace cannot hold it: CpuPlan
 // does not know how many threads the caller's pool will use. Grown on demand
-// (bounded by kStageBudget plus small tables) and kept for the thread's
+// (bounded by the planner's kStageBudget plus small tables) and kept for the thread's
 // lifetime, so steady-state calls allocate nothing.
 void* ThreadScratch(int64_t bytes) {
   struct Buffer {

@@ -68,17 +68,18 @@ struct IsaInfo {
   int32_t lanes_double;  // ... for float64
   int32_t max_acc;       // vector accumulators a micro-kernel may hold
   int32_t max_acc_shared;  // ... when it also keeps 4 out_backprop vectors
+  int32_t registers;       // vector registers of the level
 };
 
 // One output-pixel step of a micro-kernel holds max_acc accumulators, one
 // out_backprop vector and takes the input operand from memory, so max_acc is
 // the register file minus what the compiler needs around them.
 constexpr IsaInfo kGenericInfo{kGenericVectorBytes / 4, kGenericVectorBytes / 8,
-                               12, 10};  // 16 xmm (or none: scalar)
-constexpr IsaInfo kAvx2Info{kAvx2VectorBytes / 4, kAvx2VectorBytes / 8, 13,
-                            10};  // 16 ymm
+                               12, 10, 16};  // 16 xmm (or none: scalar)
+constexpr IsaInfo kAvx2Info{kAvx2VectorBytes / 4, kAvx2VectorBytes / 8, 13, 10,
+                            16};  // 16 ymm
 constexpr IsaInfo kAvx512Info{kAvx512VectorBytes / 4, kAvx512VectorBytes / 8,
-                              28, 26};  // 32 zmm
+                              28, 26, 32};  // 32 zmm
 static_assert(kAvx512Info.lanes_float == kMaxLanes, "kMaxLanes is AVX-512's");
 static_assert(kAvx512VectorBytes <= kScratchAlign,
               "vectors of the scratch start on vector boundaries");
