@@ -22,8 +22,12 @@ namespace {
 #include "cc/kernels/cpu/simd.inc"
 #include "cc/kernels/cpu/simd_avx512.inc"
 
+// The kernel, in three parts that build on each other (in this order):
+// the micro-kernels,
 #include "cc/kernels/cpu/filter_grad_sweeps.inc"
+// the staging of the source tensors,
 #include "cc/kernels/cpu/filter_grad_staging.inc"
+// the drivers of a chunk.
 #include "cc/kernels/cpu/filter_grad_drivers.inc"
 
 }  // namespace

@@ -24,11 +24,10 @@ Isa DetectIsa() {
     const bool avx2 = __builtin_cpu_supports("avx2") &&
                       __builtin_cpu_supports("fma") &&
                       __builtin_cpu_supports("f16c");
-    const bool avx512 =
-        avx2 && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                        __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") &&
+                        __builtin_cpu_supports("avx512dq");
     return avx512 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kGeneric;
   }();
   return best;
