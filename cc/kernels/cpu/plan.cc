@@ -312,6 +312,15 @@ bool UseInPlace(const Geometry& g, DType dtype, const Plan& p,
          bytes <= kMaxAutoInPlaceBytes;
 }
 
+// One step of shrinking a blocking to its budget: halves *value (rounding
+// up) unless DWOP_CPU_PLAN fixed it (`fixed` > 0) or it is down to
+// `floor`; returns whether it did.
+bool Halve(int64_t fixed, int64_t floor, int64_t* value) {
+  if (fixed != 0 || *value <= floor) return false;
+  *value = CeilDiv(*value, 2);
+  return true;
+}
+
 // In-place bands: enough output pixels to amortise a sweep's accumulator
 // loads and stores and its edge runs, and at least the rows the filter
 // spans, so that most input rows are reused within a band; all channels
@@ -326,13 +335,9 @@ void ChooseInPlaceBands(const Geometry& g, const Overrides& o, int64_t elem,
   p->band_rows = std::min(o.band > 0 ? o.band : band, g.out_rows);
   const int64_t min_group = std::min<int64_t>(4, p->num_blocks);
   while (InPlaceBandBytes(*p, elem) > kStageBudget) {
-    if (o.group == 0 && p->group_blocks > min_group) {
-      p->group_blocks = CeilDiv(p->group_blocks, 2);
-    } else if (o.band == 0 && p->band_rows > 1) {
-      p->band_rows = CeilDiv(p->band_rows, 2);
-    } else if (o.group == 0 && p->group_blocks > 1) {
-      p->group_blocks = CeilDiv(p->group_blocks, 2);
-    } else {
+    if (!Halve(o.group, min_group, &p->group_blocks) &&
+        !Halve(o.band, 1, &p->band_rows) &&
+        !Halve(o.group, 1, &p->group_blocks)) {
       break;  // rows wider than the budget: they stream from memory
     }
   }
@@ -369,19 +374,12 @@ void ChooseStagedBands(const Geometry& g, const Overrides& o, int64_t elem,
   while (StageBytes(*p, elem) > kStageBudget) {
     if (o.band == 0 && !compute_bound && p->band_rows > low_overlap_band) {
       p->band_rows = std::max(low_overlap_band, p->band_rows / 2);
-    } else if (o.group == 0 && p->group_blocks > min_group) {
-      p->group_blocks = CeilDiv(p->group_blocks, 2);
-    } else if (o.band == 0 && p->band_rows > 1) {
-      p->band_rows = CeilDiv(p->band_rows, 2);
-    } else if (o.group == 0 && p->group_blocks > 1) {
-      p->group_blocks = CeilDiv(p->group_blocks, 2);
-    } else if (o.segment == 0 && p->segment_cols > 1) {
-      p->segment_cols = CeilDiv(p->segment_cols, 2);
-    } else if (o.col_group == 0 && p->col_blocks_per_group > 1) {
-      p->col_blocks_per_group = CeilDiv(p->col_blocks_per_group, 2);
-    } else if (o.row_group == 0 && p->row_blocks_per_group > 1) {
-      p->row_blocks_per_group = CeilDiv(p->row_blocks_per_group, 2);
-    } else {
+    } else if (!Halve(o.group, min_group, &p->group_blocks) &&
+               !Halve(o.band, 1, &p->band_rows) &&
+               !Halve(o.group, 1, &p->group_blocks) &&
+               !Halve(o.segment, 1, &p->segment_cols) &&
+               !Halve(o.col_group, 1, &p->col_blocks_per_group) &&
+               !Halve(o.row_group, 1, &p->row_blocks_per_group)) {
       break;  // the overrides asked for it; the minimum is a few hundred KB
     }
   }
