@@ -22,7 +22,7 @@ KERNEL_COPTS = [
 OPT_COPTS = ["-O3"]
 
 # Kernel sources with flags of their own (glob patterns under cc/kernels, one
-# "*" at most): the CPU kernels once per ISA level (cpu/cpu.cc dispatches at
+# "*" at most): the CPU kernels once per ISA level (cpu/isa.cc dispatches at
 # run time; nothing else gets -m flags) and the CUDA emulator, a test tool, at
 # -O1 to keep its compile time down.
 KERNEL_SOURCE_COPTS = {

@@ -393,7 +393,7 @@ Status RunConv(const ConvPlanStorage& storage, const Geometry& g,
                [&](int64_t begin, int64_t end) {
                  // (At least a line: a fresh thread's empty buffer is null.)
                  void* scratch =
-                     ThreadScratch(std::max<int64_t>(plan.scratch_bytes, 64));
+                     ThreadScratch(std::max<int64_t>(plan.scratch_bytes, kScratchAlign));
                  if (scratch == nullptr) {
                    out_of_memory = true;
                    return;

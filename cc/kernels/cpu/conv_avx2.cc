@@ -1,6 +1,6 @@
 // The CPU forward and input gradient (conv.inc) compiled for
 // AVX2 + FMA + F16C: 8 float or 4 double lanes.
-// Built with this file's flags only (Makefile); runs only where cpu.cc found
+// Built with this file's flags only (Makefile); runs only where isa.cc found
 // the ISA.
 #include <immintrin.h>
 

@@ -1,6 +1,6 @@
 // The CPU forward and input gradient (conv.inc) compiled for
 // AVX-512 (F, BW, VL, DQ): 16 float or 8 double lanes.
-// Built with this file's flags only (Makefile); runs only where cpu.cc found
+// Built with this file's flags only (Makefile); runs only where isa.cc found
 // the ISA.
 // GCC 12 warns inside its own AVX-512 headers (GCC bug 105593; see
 // filter_grad_avx512.cc).

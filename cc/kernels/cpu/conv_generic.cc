@@ -1,6 +1,6 @@
 // The CPU forward and input gradient (conv.inc) compiled for
 // portable C++ (GCC/Clang vector extensions of 16 bytes).
-// Built with this file's flags only (Makefile); runs only where cpu.cc found
+// Built with this file's flags only (Makefile); runs only where isa.cc found
 // the ISA.
 #include <cstdint>
 #include <cstring>

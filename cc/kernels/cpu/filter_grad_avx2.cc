@@ -1,6 +1,7 @@
-// The CPU kernel compiled for AVX2 + FMA + F16C: 8 float or 4 double lanes,
-// 16 vector registers (so smaller tap blocks than AVX-512), vmaskmov loads
-// for channel tails. Built with the flags of this file only (Makefile).
+// The CPU filter-gradient kernel compiled for AVX2 + FMA + F16C: 8 float or
+// 4 double lanes, 16 vector registers (so smaller tap blocks than AVX-512),
+// vmaskmov loads for channel tails. Built with the flags of this file only
+// (Makefile).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -16,7 +17,13 @@ namespace {
 #include "cc/kernels/cpu/simd.inc"
 #include "cc/kernels/cpu/simd_avx2.inc"
 
-#include "cc/kernels/cpu/filter_grad.inc"
+// The kernel, in three parts that build on each other (in this order):
+// the micro-kernels,
+#include "cc/kernels/cpu/filter_grad_sweeps.inc"
+// the staging of the source tensors,
+#include "cc/kernels/cpu/filter_grad_staging.inc"
+// the drivers of a chunk.
+#include "cc/kernels/cpu/filter_grad_drivers.inc"
 
 }  // namespace
 

@@ -1,4 +1,4 @@
-// The CPU kernel in portable C++: GCC/Clang vector extensions of 16 bytes
+// The CPU filter-gradient kernel in portable C++: GCC/Clang vector extensions of 16 bytes
 // (4 floats or 2 doubles), which the compiler maps to the baseline ISA (SSE2
 // on x86-64) or to plain scalar code. The fallback for CPUs without AVX2 and
 // the reference point of DWOP_CPU_ISA=generic.
@@ -16,7 +16,13 @@ namespace {
 #include "cc/kernels/cpu/simd.inc"
 #include "cc/kernels/cpu/simd_generic.inc"
 
-#include "cc/kernels/cpu/filter_grad.inc"
+// The kernel, in three parts that build on each other (in this order):
+// the micro-kernels,
+#include "cc/kernels/cpu/filter_grad_sweeps.inc"
+// the staging of the source tensors,
+#include "cc/kernels/cpu/filter_grad_staging.inc"
+// the drivers of a chunk.
+#include "cc/kernels/cpu/filter_grad_drivers.inc"
 
 }  // namespace
 

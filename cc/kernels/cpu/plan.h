@@ -1,10 +1,12 @@
-// Internal to the CPU kernel: the plan that the portable driver (cpu.cc)
-// computes once per call and the per-ISA translation units (cpu_avx512.cc,
-// cpu_avx2.cc, cpu_generic.cc) execute.
+// Internal to the CPU filter gradient: the plan that the planner (plan.cc)
+// computes once per call and the per-ISA translation units
+// (filter_grad_avx512.cc, filter_grad_avx2.cc, filter_grad_generic.cc)
+// execute.
 //
 // The plan is plain integers and pointers on purpose: the ISA units are
 // compiled with different -m flags, so nothing they share may contain inline
-// code that the linker could pick from the wrong unit (see cpu_kernel.inc).
+// code that the linker could pick from the wrong unit (see
+// filter_grad_sweeps.inc).
 //
 // Work decomposition (all of it a function of the geometry, the dtype and the
 // ISA level, never of the thread count):
@@ -47,19 +49,40 @@ struct Bfloat16Bits {
 constexpr int kMaxTapRows = 8;
 constexpr int kMaxTapCols = 8;
 
+// Lanes of the widest accumulator vector (AVX-512 float32): bounds every
+// per-lane table of the ISA units, and rounds a row of the partial gradients.
+constexpr int kMaxLanes = 16;
+// Alignment of the workspace and of every thread's scratch (cpu.h,
+// ThreadScratch): a cache line, a whole number of the widest vectors.
+constexpr int64_t kScratchAlign = 64;
+static_assert(kScratchAlign % (kMaxLanes * sizeof(float)) == 0,
+              "the scratch must start on a vector boundary");
+
+// Vector register widths of the levels, in bytes.
+constexpr int32_t kGenericVectorBytes = 16;  // SSE2 (or scalar code)
+constexpr int32_t kAvx2VectorBytes = 32;
+constexpr int32_t kAvx512VectorBytes = 64;
+
 struct IsaInfo {
   int32_t lanes_float;   // accumulator lanes per vector for float32
   int32_t lanes_double;  // ... for float64
   int32_t max_acc;       // vector accumulators a micro-kernel may hold
   int32_t max_acc_shared;  // ... when it also keeps 4 out_backprop vectors
+  int32_t registers;       // vector registers of the level
 };
 
 // One output-pixel step of a micro-kernel holds max_acc accumulators, one
 // out_backprop vector and takes the input operand from memory, so max_acc is
 // the register file minus what the compiler needs around them.
-constexpr IsaInfo kGenericInfo{4, 2, 12, 10};  // 16 xmm (or none: scalar)
-constexpr IsaInfo kAvx2Info{8, 4, 13, 10};      // 16 ymm
-constexpr IsaInfo kAvx512Info{16, 8, 28, 26};   // 32 zmm
+constexpr IsaInfo kGenericInfo{kGenericVectorBytes / 4, kGenericVectorBytes / 8,
+                               12, 10, 16};  // 16 xmm (or none: scalar)
+constexpr IsaInfo kAvx2Info{kAvx2VectorBytes / 4, kAvx2VectorBytes / 8, 13, 10,
+                            16};  // 16 ymm
+constexpr IsaInfo kAvx512Info{kAvx512VectorBytes / 4, kAvx512VectorBytes / 8,
+                              28, 26, 32};  // 32 zmm
+static_assert(kAvx512Info.lanes_float == kMaxLanes, "kMaxLanes is AVX-512's");
+static_assert(kAvx512VectorBytes <= kScratchAlign,
+              "vectors of the scratch start on vector boundaries");
 
 // One contiguous run of filter rows or columns handled together.
 struct Range {
@@ -76,6 +99,37 @@ struct TapRun {
   int64_t tap_end = 0;
 };
 
+// Sizes of the records the ISA units keep in a thread's scratch
+// (filter_grad_staging.inc: BlockMap, filter_grad_drivers.inc: PrefetchRow;
+// both static_assert them), for the planner's layout. Every table of the
+// scratch (these records, int64 tables, TapRuns) is aligned to kTableAlign.
+constexpr int64_t kBlockMapBytes = 4 * sizeof(int64_t) + kMaxLanes * sizeof(int32_t);
+constexpr int64_t kPrefetchRowBytes = 2 * sizeof(int64_t);
+constexpr int64_t kTableAlign = alignof(int64_t);
+static_assert(alignof(TapRun) == kTableAlign, "TapRun tables are int64 tables");
+static_assert(kScratchAlign % kTableAlign == 0, "");
+
+// Byte offsets of the parts of one thread's scratch, computed once by the
+// planner (plan.cc: LayOutScratch), which sizes the scratch with `bytes`, and
+// used by the ISA units to carve it. Vectors start on vector boundaries,
+// tables on kTableAlign.
+struct ScratchLayout {
+  // Both kinds of chunk: the band's element offset of every input row its
+  // taps read (band_rows x filter rows of one row group).
+  int64_t row_off = 0;
+  // Staged chunks: the group's staged input and out_backprop blocks, the
+  // band's input rows and their slots (PlanBandRows), one BlockMap per
+  // channel block of the group.
+  int64_t x_stage = 0, y_stage = 0, band_rows = 0, slot = 0, block_maps = 0;
+  // In-place chunks: the input rows of the current and of the next band and
+  // the latter's slots (PlanBandRows), the rows to prefetch (PrefetchRow),
+  // the band's row runs per row block and their counts, the short channel
+  // block's accumulators (taps x lanes).
+  int64_t cur_rows = 0, next_rows = 0, next_slot = 0, prefetch_rows = 0;
+  int64_t row_runs = 0, run_counts = 0, tail_acc = 0;
+  int64_t bytes = 0;  // the whole scratch (ThreadScratch aligns it)
+};
+
 struct Plan {
   // --- The problem (a copy of Geometry, see params.h).
   DType dtype = DType::kFloat;
@@ -86,14 +140,14 @@ struct Plan {
   int64_t dilation_rows = 1, dilation_cols = 1;
   int64_t pad_top = 0, pad_left = 0;
   // stride_cols and dilation_cols as multipliers of a sweep's address steps,
-  // clamped to in_cols + kMaxMargin (cpu.cc). A sweep only steps from one
+  // clamped to in_cols + kMaxMargin (plan.cc). A sweep only steps from one
   // output column (tap) to the next when both read inside the image or its
   // staged zero margins, which takes a smaller stride (dilation); beyond it
   // every sweep is one column (tap) wide, and the clamp keeps the unused step
   // products (stride * lanes, stride * channels) from overflowing.
   int64_t step_stride_cols = 1, step_dilation_cols = 1;
   int64_t out_depth = 0;      // in_depth * multiplier
-  int64_t partial_depth = 0;  // out_depth rounded up to 16: partials' row
+  int64_t partial_depth = 0;  // out_depth rounded up to kMaxLanes: partials' row
 
   // --- Valid output ranges of each filter row / column: tap kh reads inside
   // the image exactly for oh in [row_valid[kh].begin, row_valid[kh].end).
@@ -145,7 +199,7 @@ struct Plan {
   int64_t y_row_stride = 0;   // segment_cols * lanes
   int64_t y_block_stride = 0;  // band_rows * y_row_stride
   int64_t max_band_taps = 0;  // band_rows * filter rows of one row group
-  int64_t scratch_bytes = 0;  // per thread, 64-byte aligned
+  ScratchLayout scratch;      // per thread, kScratchAlign-byte aligned
 
   // --- Buffers.
   const void* input = nullptr;
@@ -162,7 +216,7 @@ struct Plan {
 // slot[(oh - oh_begin) * (kh_end - kh_begin) + kh - kh_begin] is the index in
 // `rows` of the row tap (oh, kh) reads, or -1 where it reads padding. Both
 // arrays hold (oh_end - oh_begin) * (kh_end - kh_begin) entries. Defined in
-// cpu.cc; the ISA units call it (integer code only).
+// plan.cc; the ISA units call it (integer code only).
 int64_t PlanBandRows(const Plan& plan, int64_t oh_begin, int64_t oh_end,
                      int64_t kh_begin, int64_t kh_end, int64_t* rows,
                      int64_t* slot);
@@ -170,13 +224,13 @@ int64_t PlanBandRows(const Plan& plan, int64_t oh_begin, int64_t oh_end,
 // Cuts output positions [begin, end) into the runs (TapRun) at which the
 // same taps of the block `taps` read inside the image, tap k doing so at
 // valid[k]; positions where none does are left out. Writes at most
-// end - begin runs and returns their count. Defined in cpu.cc (integer code
+// end - begin runs and returns their count. Defined in plan.cc (integer code
 // only), for the planner's column runs and the ISA units' row runs.
 int64_t TapRuns(const Range* valid, Range taps, int64_t begin, int64_t end,
                 TapRun* runs);
 
 // The entry point of each ISA unit: runs chunk `chunk` of `plan` with
-// `scratch` (plan.scratch_bytes, 64-byte aligned, thread-private).
+// `scratch` (plan.scratch.bytes, kScratchAlign-byte aligned, thread-private).
 namespace avx512 {
 void RunChunk(const Plan& plan, int64_t chunk, void* scratch);
 }  // namespace avx512
