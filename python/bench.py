@@ -343,15 +343,21 @@ def measure_peak(n=4096, repeats=5):
 def time_case(case, ops, workers, rounds, scratch):
   """Checks and times every implementation of every op of one case.
 
-  Returns (stats, rounds run): stats[op][label] is {"ms", "samples",
-  "max_rel_error"} or {"error"}."""
+  Returns (stats, rounds run, seconds per phase): stats[op][label] is
+  {"ms", "samples", "max_rel_error"} or {"error"}."""
+  phases = {}
+  clock = time.perf_counter()
   for name, worker in workers.items():
     reply = worker.call(cmd="setup", case=case.name, seed=0, ops=list(ops),
                         dwop=name == "onednn")
     if "error" in reply:
       raise RuntimeError(f"{case.name}: {reply['error']}")
   x, f, dy = (a.astype(np.float64) for a in case_arrays(case, 0))
+  phases["setup_s"] = time.perf_counter() - clock
+  clock = time.perf_counter()
   expected = oracles(case, ops, x, f, dy)
+  phases["oracle_s"] = time.perf_counter() - clock
+  clock = time.perf_counter()
 
   stats = {op: {} for op in ops}
   live = []
@@ -373,6 +379,8 @@ def time_case(case, ops, workers, rounds, scratch):
       once = worker.call(cmd="time", impl=key, iters=1)["times"][0]
       iters = max(1, int(TIME_PER_ROUND / max(once, 1e-6)))
       live.append((entry, worker, key, iters, once * iters))
+  phases["check_s"] = time.perf_counter() - clock
+  clock = time.perf_counter()
   per_round = sum(seconds for *_, seconds in live)
   rounds = max(MIN_ROUNDS, min(rounds, int(CASE_BUDGET_S / max(per_round,
                                                                 1e-9))))
@@ -384,7 +392,8 @@ def time_case(case, ops, workers, rounds, scratch):
       entry["samples"].append(float(np.median(reply["times"])))
   for entry, *_ in live:
     entry["ms"] = 1e3 * float(np.median(entry["samples"]))
-  return stats, rounds
+  phases["timing_s"] = time.perf_counter() - clock
+  return stats, rounds, phases
 
 
 def parse_ops(text):
@@ -441,18 +450,20 @@ def main():
         f"{peak / 1e9:.0f} GFLOP/s, {os.cpu_count()} cores", flush=True)
 
   workers = {"onednn": Worker(True), "native": Worker(False)}
-  rows, rounds_run = [], {}
+  rows = []
   scratch_root = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
   try:
     print(model.text_header(), flush=True)
     with tempfile.TemporaryDirectory(dir=scratch_root) as scratch:
       for case in selected:
-        stats, rounds_run[case.name] = time_case(case, args.ops, workers,
-                                                 rounds, scratch)
+        stats, case_rounds, phases = time_case(case, args.ops, workers,
+                                               rounds, scratch)
+        clock = time.perf_counter()
         extra_mb = (None if args.no_memory or "filter_grad" not in args.ops
                     else measure_memory(case))
+        phases["memory_s"] = time.perf_counter() - clock
         row = model.case_row(case, stats, bandwidth, peak, extra_mb)
-        row["rounds"] = rounds_run[case.name]
+        row.update(rounds=case_rounds, phases=phases)
         rows.append(row)
         print("\n".join(model.text_lines(row)), flush=True)
   finally:

@@ -153,7 +153,8 @@ def case_row(case, stats, bandwidth, peak, extra_mb=None):
          "flops": flops, "nominal_flops": nominal_flops(case),
          "bytes": nbytes, "roofline_ms": roof, "ops": ops,
          "extra_mb": extra_mb}
-  row["ops"]["total"] = _total_row(ops, roof * len(ops))
+  if len(ops) == len(OPS):  # the layer total needs all three ops
+    row["ops"]["total"] = _total_row(ops, roof * len(ops))
   return row
 
 
@@ -339,6 +340,14 @@ def markdown(results):
         cells = _cells(r["ops"][op], " (wrong)", "error")
         lines.append(f"| {r['case']} | " + " | ".join(cells) + " |")
     lines.append("")
+  nn_forward = sorted({
+      r["case"] for r in rows
+      for e in r["ops"].get("forward", {}).get("impls", {}).values()
+      if e.get("api") == "nn.depthwise_conv2d"})
+  if nn_forward:
+    lines += ["TensorFlow's forward is tf.nn.depthwise_conv2d (space_to_batch "
+              "around the raw op) where a setting's DepthwiseConv2dNative "
+              f"refused the case: {', '.join(nn_forward)}.", ""]
   table, worst = _summary_table(results["summary"])
   lines += table + [""] + [f"- {w}" for w in worst]
   if results["summary"].get("max_dwop_extra_mb") is not None:
@@ -354,6 +363,7 @@ def plot(rows, path, title):
     import matplotlib  # pylint: disable=g-import-not-at-top
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    from matplotlib import ticker  # pylint: disable=g-import-not-at-top
   except ImportError:
     return False
   ops = [op for op in OPS + ("total",) if any(op in r["ops"] for r in rows)]
@@ -362,8 +372,11 @@ def plot(rows, path, title):
                            sharex=True, squeeze=False)
   for (ax1, ax2), op in zip(axes, ops):
     entries = [r["ops"].get(op, {}) for r in rows]
+    # Hatched: the best TensorFlow result is wrong (still timed).
     ax1.bar(names, [e.get("speedup") or 0 for e in entries],
-            color="tab:blue")
+            color="tab:blue", hatch=[
+                "//" if e.get("best_tf") and is_wrong(e["impls"][e["best_tf"]])
+                else "" for e in entries])
     ax1.axhline(1, color="black", linewidth=0.8)
     ax1.set_yscale("log")
     ax1.set_ylabel(f"{OP_TITLES[op]}\nspeed-up over best TF")
@@ -372,6 +385,9 @@ def plot(rows, path, title):
     ax2.axhline(1, color="black", linewidth=0.8)
     ax2.set_yscale("log")
     ax2.set_ylabel("dwop time / roofline")
+    for ax in (ax1, ax2):
+      ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+      ax.yaxis.set_minor_formatter(ticker.NullFormatter())
   for ax in axes[-1]:
     plt.setp(ax.get_xticklabels(), rotation=75, ha="right", fontsize=8)
   fig.suptitle(title)
