@@ -179,7 +179,7 @@ def _worker(onednn):
     fs = tf.constant(case.filter, tf.int32)
     conv = (case.tf_strides, case.tf_padding, case.data_format,
             case.tf_dilations)
-    padding, explicit = dwop._ops.convert_padding(case.tf_padding)  # pylint: disable=protected-access
+    padding, explicit = cabi.convert_padding(case.tf_padding)
     attrs = dict(strides=case.tf_strides, padding=padding,
                  explicit_paddings=explicit, data_format=case.data_format,
                  dilations=case.tf_dilations)
