@@ -1,10 +1,12 @@
-"""dwop: a faster, correct filter gradient for TensorFlow depthwise convolutions.
+"""dwop: faster, correct depthwise convolutions for TensorFlow.
 
-Routes to dwop's filter gradient:
+Routes to dwop's ops:
 
-* `dwop.depthwise_conv2d_backprop_filter`: the op itself (tf.nn's signature).
-* `dwop.depthwise_conv2d` / `dwop.separable_conv2d`: tf.nn's convolutions
-  whose filter gradient is dwop's.
+* `dwop.depthwise_conv2d_native`, `dwop.depthwise_conv2d_backprop_input`,
+  `dwop.depthwise_conv2d_backprop_filter`: the three ops themselves (tf.nn's
+  signatures), each with its gradient (dwop's ops, to any order).
+* `dwop.depthwise_conv2d` / `dwop.separable_conv2d`: tf.nn's convolutions,
+  forward and gradients by dwop's ops.
 * `dwop.enable()` / `dwop.disable()` / `with dwop.enabled():`: dwop as the
   gradient of TensorFlow's own `DepthwiseConv2dNative` (stock tf.nn and Keras).
 * `dwop.layers.DepthwiseConv2D` / `dwop.layers.SeparableConv2D`: Keras layers
@@ -14,16 +16,18 @@ Routes to dwop's filter gradient:
 
 import importlib
 
-from dwop._grad import disable
-from dwop._grad import enable
-from dwop._grad import enabled
-from dwop._grad import is_enabled
 from dwop._loader import LibraryError
 from dwop._loader import load as _load
 from dwop._loader import library_path
 from dwop._ops import depthwise_conv2d
 from dwop._ops import depthwise_conv2d_backprop_filter
+from dwop._ops import depthwise_conv2d_backprop_input
+from dwop._ops import depthwise_conv2d_native
 from dwop._ops import separable_conv2d
+from dwop._switch import disable
+from dwop._switch import enable
+from dwop._switch import enabled
+from dwop._switch import is_enabled
 
 __version__ = "0.1.0"
 
@@ -31,6 +35,8 @@ __all__ = [
     "LibraryError",
     "depthwise_conv2d",
     "depthwise_conv2d_backprop_filter",
+    "depthwise_conv2d_backprop_input",
+    "depthwise_conv2d_native",
     "disable",
     "enable",
     "enabled",
@@ -45,8 +51,8 @@ def load_library():
   """Loads dwop's op library now (it otherwise loads on first use).
 
   Needed before `tf.saved_model.load` of a model whose graphs contain dwop's
-  op (a model trained with dwop's layers or `dwop.depthwise_conv2d` saves
-  dwop's gradient with it): TensorFlow refuses to load a graph with an op
+  op (a model built with dwop's layers or `dwop.depthwise_conv2d` holds
+  dwop's ops): TensorFlow refuses to load a graph with an op
   type it does not know.
 
   Raises:

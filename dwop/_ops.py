@@ -1,9 +1,8 @@
-"""The op's Python API, with tf.nn's signature and argument handling."""
-
-import warnings
+"""The ops' Python API, with tf.nn's signatures and argument handling."""
 
 import tensorflow as tf
 
+from dwop import _decomposed
 from dwop import _grad
 from dwop import _loader
 
@@ -109,58 +108,167 @@ def depthwise_conv2d_backprop_filter(input,  # pylint: disable=redefined-builtin
       name=name)
 
 
-def _depthwise_conv2d_native(input, filter, strides, padding, data_format,  # pylint: disable=redefined-builtin
-                             name):
-  """TensorFlow's `DepthwiseConv2dNative` forward, with dwop's filter gradient."""
+def depthwise_conv2d_native(input,  # pylint: disable=redefined-builtin
+                            filter,  # pylint: disable=redefined-builtin
+                            strides,
+                            padding,
+                            data_format="NHWC",
+                            dilations=[1, 1, 1, 1],  # pylint: disable=dangerous-default-value
+                            name=None):
+  """Computes a 2-D depthwise convolution.
+
+  A drop-in for `tf.nn.depthwise_conv2d_native` (`tf.raw_ops.
+  DepthwiseConv2dNative`) that honours `dilations` (with or without strides),
+  accepts unequal strides and NCHW on CPU, accumulates half and bfloat16 in
+  float32, and is bitwise reproducible. Its gradients are dwop's ops, to any
+  order.
+
+  With NHWC, for `ih = i * strides[1] + di * dilations[1] - pad_top` and
+  `iw = j * strides[2] + dj * dilations[2] - pad_left` (zero outside the
+  input),
+
+      output[b, i, j, k * channel_multiplier + q] =
+          sum_{di, dj} input[b, ih, iw, k] * filter[di, dj, k, q]
+
+  Args:
+    input: A `Tensor` of type `half`, `bfloat16`, `float32` or `float64`, 4-D:
+      `[batch, in_height, in_width, in_channels]` for NHWC,
+      `[batch, in_channels, in_height, in_width]` for NCHW.
+    filter: A `Tensor` of the same type as `input`, 4-D: `[filter_height,
+      filter_width, in_channels, channel_multiplier]`.
+    strides: A list of 4 `ints`, the stride of the sliding window for each
+      dimension of `input`; 1 in the batch and depth dimensions.
+    padding: "SAME", "VALID", or a list of 4 `[before, after]` pairs in
+      data_format order (explicit padding, zero in the batch and depth
+      dimensions).
+    data_format: "NHWC" (default) or "NCHW".
+    dilations: A list of 4 `ints`, the dilation rate for each dimension of
+      `input`; 1 in the batch and depth dimensions. Defaults to `[1, 1, 1, 1]`.
+    name: A name for the operation (optional).
+
+  Returns:
+    A `Tensor` of the same type as `input`, 4-D: `[batch, out_height,
+    out_width, in_channels * channel_multiplier]` for NHWC (NCHW likewise).
+
+  Raises:
+    ValueError: If `padding` is malformed, or (under tf.function) the static
+      shapes do not describe a valid depthwise convolution.
+    tf.errors.InvalidArgumentError: If the shapes or attributes do not describe
+      a valid depthwise convolution; the message names the argument, its value
+      and what was expected.
+    tf.errors.ResourceExhaustedError: If the output is too large to allocate.
+    dwop.LibraryError: On the first call, if the op library is missing or was
+      built against another TensorFlow.
+  """
+  padding, explicit_paddings = convert_padding(padding)
+  return _loader.load().dwop_depthwise_conv2d_native(
+      input=input,
+      filter=filter,
+      strides=strides,
+      padding=padding,
+      explicit_paddings=explicit_paddings,
+      data_format=data_format,
+      dilations=dilations,
+      name=name)
+
+
+def depthwise_conv2d_backprop_input(input_sizes,
+                                    filter,  # pylint: disable=redefined-builtin
+                                    out_backprop,
+                                    strides,
+                                    padding,
+                                    data_format="NHWC",
+                                    dilations=[1, 1, 1, 1],  # pylint: disable=dangerous-default-value
+                                    name=None):
+  """Computes the gradient of a depthwise convolution with respect to the input.
+
+  A drop-in for `tf.nn.depthwise_conv2d_backprop_input` that honours
+  `dilations` (TensorFlow's CPU kernel silently ignores them), accepts
+  unequal strides and NCHW on CPU, accumulates half and bfloat16 in float32,
+  and is bitwise reproducible. Its gradients are dwop's ops, to any order.
+
+  Args:
+    input_sizes: An `int32` or `int64` 1-D `Tensor` of 4 entries, the shape of
+      `input` in data_format order.
+    filter: A `Tensor` of type `half`, `bfloat16`, `float32` or `float64`,
+      4-D: `[filter_height, filter_width, in_channels, depth_multiplier]`.
+    out_backprop: A `Tensor` of the same type as `filter`, 4-D: the gradient
+      of the convolution's output, with `in_channels * depth_multiplier`
+      channels.
+    strides: A list of 4 `ints`, the stride of the sliding window for each
+      dimension of `input`; 1 in the batch and depth dimensions.
+    padding: "SAME", "VALID", or a list of 4 `[before, after]` pairs in
+      data_format order (explicit padding, zero in the batch and depth
+      dimensions).
+    data_format: "NHWC" (default) or "NCHW".
+    dilations: A list of 4 `ints`, the dilation rate for each dimension of
+      `input`; 1 in the batch and depth dimensions. Defaults to `[1, 1, 1, 1]`.
+    name: A name for the operation (optional).
+
+  Returns:
+    A `Tensor` of the same type as `filter` and of shape `input_sizes` (exact
+    static shape under tf.function when `input_sizes` is constant).
+
+  Raises:
+    ValueError: If `padding` is malformed.
+    tf.errors.InvalidArgumentError: If the shapes or attributes do not describe
+      a valid depthwise convolution; the message names the argument, its value
+      and what was expected.
+    tf.errors.ResourceExhaustedError: If the output is too large to allocate.
+    dwop.LibraryError: On the first call, if the op library is missing or was
+      built against another TensorFlow.
+  """
+  padding, explicit_paddings = convert_padding(padding)
+  return _loader.load().dwop_depthwise_conv2d_backprop_input(
+      input_sizes=input_sizes,
+      filter=filter,
+      out_backprop=out_backprop,
+      strides=strides,
+      padding=padding,
+      explicit_paddings=explicit_paddings,
+      data_format=data_format,
+      dilations=dilations,
+      name=name)
+
+
+def _depthwise(input, filter, strides, padding, data_format, dilations,  # pylint: disable=redefined-builtin
+               name):
+  """tf.nn.depthwise_conv2d's arguments -> dwop's forward op.
+
+  Under XLA, where a custom op cannot compile, TensorFlow's ops compute the
+  same convolution (dwop/_decomposed.py).
+  """
+  data_format = data_format or "NHWC"
+  rows, cols = dilations if dilations is not None else (1, 1)
   padding, explicit_paddings = convert_padding(padding)
   attrs = {
       "strides": list(strides),
       "padding": padding,
       "explicit_paddings": explicit_paddings,
-      "data_format": data_format or "NHWC",
-      "dilations": [1, 1, 1, 1],
+      "data_format": data_format,
+      "dilations": ([1, rows, cols, 1] if data_format == "NHWC" else
+                    [1, 1, rows, cols]),
   }
-
-  @tf.custom_gradient
-  def conv(x, w):
-    y = tf.raw_ops.DepthwiseConv2dNative(input=x, filter=w, name=name, **attrs)
-
-    def grad(dy):
-      return _grad.conv_grads(x, w, dy, attrs)
-
-    return y, grad
-
-  return conv(input, filter)
-
-
-def _depthwise_with_space_to_batch(input, filter, strides, padding,  # pylint: disable=redefined-builtin
-                                   data_format, dilations, name):
-  """tf.nn's depthwise structure: dilation by space_to_batch around the op."""
-  rate = dilations if dilations is not None else [1, 1]
-  if any(r > 1 for r in rate) and any(s != 1 for s in strides):
-    warnings.warn("When dilation rate is greater than 1, then all values of "
-                  f"strides must be 1. Received: `dilation rate` {rate} and "
-                  f"`strides` {strides}")
-
-  def op(input_converted, _, padding):
-    return _depthwise_conv2d_native(input_converted, filter, strides, padding,
-                                    data_format, name)
-
-  return tf.nn.with_space_to_batch(input, dilation_rate=rate, padding=padding,
-                                   op=op, filter_shape=tf.shape(filter),
-                                   data_format=data_format)
+  if _grad.in_xla_context():
+    return _decomposed.depthwise_forward(input, filter, attrs)
+  return _loader.load().dwop_depthwise_conv2d_native(input, filter, name=name,
+                                                     **attrs)
 
 
 def depthwise_conv2d(input, filter, strides, padding, data_format=None,  # pylint: disable=redefined-builtin
                      dilations=None, name=None):
-  """Depthwise 2-D convolution whose filter gradient is computed by dwop.
+  """Depthwise 2-D convolution computed by dwop's ops, gradients included.
 
-  A drop-in for `tf.nn.depthwise_conv2d`: same arguments, same structure
-  (dilation through space_to_batch around TensorFlow's
-  `DepthwiseConv2dNative`) and the same forward result and input gradient
-  (TensorFlow's backprop-input op). Only dL/dfilter differs: dwop's op
-  computes it, whether or not `dwop.enable()` is in force. Under XLA
-  (`jit_compile=True`) the filter gradient falls back to TensorFlow's op.
+  A drop-in for `tf.nn.depthwise_conv2d`, same arguments: the forward is
+  dwop's `DepthwiseConv2dNative` (dilations computed natively, no
+  space_to_batch), dL/dinput and dL/dfilter dwop's backprop ops, whether or
+  not `dwop.enable()` is in force. Under XLA (`jit_compile=True`) TensorFlow's
+  ops compute the same convolution and its gradients.
+
+  One deliberate difference: with strides and dilations both above 1,
+  `tf.nn.depthwise_conv2d` only warns and computes a convolution of the wrong
+  size (11x11 SAME, stride 2, rate 2 gives 5x5 instead of 6x6); dwop computes
+  the strided, dilated convolution as defined below (as Keras' layers do).
 
   With the default NHWC format,
 
@@ -181,7 +289,7 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None,  # pylin
     data_format: The data format of `input`: "NHWC" (default) or "NCHW".
     dilations: 1-D of size 2. The dilation rate in which input values are
       sampled across the `height` and `width` dimensions (atrous
-      convolution). If it is greater than 1, all values of strides must be 1.
+      convolution); any positive rates, with any strides.
     name: A name for this operation (optional).
 
   Returns:
@@ -190,23 +298,26 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None,  # pylin
 
   Raises:
     ValueError: If `padding` is malformed.
-    dwop.LibraryError: When the gradient is first computed, if the op library
-      is missing or was built against another TensorFlow.
+    tf.errors.InvalidArgumentError: If the shapes or attributes do not describe
+      a valid depthwise convolution.
+    dwop.LibraryError: On the first call, if the op library is missing or was
+      built against another TensorFlow.
   """
   with tf.name_scope(name or "depthwise") as scope:
     input = tf.convert_to_tensor(input, name="tensor_in")
     filter = tf.convert_to_tensor(filter, name="filter_in")
-    return _depthwise_with_space_to_batch(input, filter, strides, padding,
-                                          data_format, dilations, scope)
+    return _depthwise(input, filter, strides, padding, data_format, dilations,
+                      scope)
 
 
 def separable_conv2d(input, depthwise_filter, pointwise_filter, strides,  # pylint: disable=redefined-builtin
                      padding, data_format=None, dilations=None, name=None):
-  """2-D convolution with separable filters; dwop computes the depthwise filter's gradient.
+  """2-D convolution with separable filters; dwop computes the depthwise part.
 
-  A drop-in for `tf.nn.separable_conv2d` with the same structure and forward
-  result: a depthwise convolution (as in `dwop.depthwise_conv2d`) followed
-  by a 1x1 `tf.nn.conv2d` that mixes channels.
+  A drop-in for `tf.nn.separable_conv2d` with the same structure: a depthwise
+  convolution (as in `dwop.depthwise_conv2d`: forward and gradients by dwop's
+  ops, strides with dilations computed as defined) followed by a 1x1
+  `tf.nn.conv2d` that mixes channels.
 
   Args:
     input: 4-D `Tensor` with shape according to `data_format`.
@@ -219,8 +330,8 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides,  # pyli
     padding: "SAME", "VALID", or a list of 4 `[before, after]` pairs in
       data_format order; applies to the depthwise convolution.
     data_format: The data format of `input`: "NHWC" (default) or "NCHW".
-    dilations: 1-D of size 2. The dilation rate of the depthwise convolution.
-      If it is greater than 1, all values of strides must be 1.
+    dilations: 1-D of size 2. The dilation rate of the depthwise convolution;
+      any positive rates, with any strides.
     name: A name for this operation (optional).
 
   Returns:
@@ -229,8 +340,10 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides,  # pyli
 
   Raises:
     ValueError: If `padding` is malformed or `pointwise_filter` is not 1x1.
-    dwop.LibraryError: When the gradient is first computed, if the op library
-      is missing or was built against another TensorFlow.
+    tf.errors.InvalidArgumentError: If the shapes or attributes do not describe
+      a valid depthwise convolution.
+    dwop.LibraryError: On the first call, if the op library is missing or was
+      built against another TensorFlow.
   """
   with tf.name_scope(name or "separable_conv2d") as scope:
     input = tf.convert_to_tensor(input, name="tensor_in")
@@ -241,9 +354,8 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides,  # pyli
     pointwise_shape = pointwise_filter.shape.with_rank(4)
     pointwise_shape.dims[0].assert_is_compatible_with(1)
     pointwise_shape.dims[1].assert_is_compatible_with(1)
-    depthwise = _depthwise_with_space_to_batch(input, depthwise_filter,
-                                               strides, padding, data_format,
-                                               dilations, "depthwise")
+    depthwise = _depthwise(input, depthwise_filter, strides, padding,
+                           data_format, dilations, "depthwise")
     return tf.nn.conv2d(depthwise, pointwise_filter, [1, 1, 1, 1],
                         padding="VALID", data_format=data_format or "NHWC",
                         name=scope)

@@ -1,9 +1,9 @@
-"""Keras 3 depthwise and separable convolutions with dwop's filter gradient.
+"""Keras 3 depthwise and separable convolutions computed by dwop's ops.
 
 Drop-in subclasses of `keras.layers.DepthwiseConv2D` and
 `keras.layers.SeparableConv2D` (TensorFlow backend): same arguments, weights,
-`get_config` and forward result; only the depthwise kernel's gradient is
-computed by dwop (by TensorFlow's op under XLA). Importing this module
+`get_config` and results; the depthwise convolution and its gradients are
+computed by dwop's ops (by TensorFlow's under XLA). Importing this module
 registers both classes for serialisation as "dwop>DepthwiseConv2D" and
 "dwop>SeparableConv2D", so `keras.models.load_model` finds them once
 `dwop.layers` has been imported.
@@ -16,7 +16,7 @@ train with TensorFlow's filter gradient: a custom op cannot be compiled.
 import keras
 import tensorflow as tf
 
-from dwop import _grad
+from dwop import _decomposed
 from dwop import _ops
 
 __all__ = ["DepthwiseConv2D", "SeparableConv2D"]
@@ -48,7 +48,7 @@ def _conv(inputs, depthwise_kernel, pointwise_kernel, strides, padding,
   if transpose:
     inputs = tf.transpose(inputs, [0, 2, 3, 1])
   if decompose:
-    outputs = _grad.depthwise_nhwc_decomposed(inputs, depthwise_kernel,
+    outputs = _decomposed.depthwise_nhwc_decomposed(inputs, depthwise_kernel,
                                               strides, padding, dilation_rate,
                                               _ops.depthwise_conv2d)
     if pointwise_kernel is not None:

@@ -316,11 +316,25 @@ class DepthwiseConv2dTest(DwopTestCase):
     for e, g in zip(expected, got):
       self.assertAllClose(e, g, rtol=1e-12, atol=1e-12)
 
-  def test_stride_with_dilation_warns_like_tensorflow(self):
-    x = tf.zeros([1, 9, 9, 2])
-    w = tf.zeros([3, 3, 2, 1])
-    with self.assertWarnsRegex(UserWarning, "dilation rate is greater than 1"):
-      dwop.depthwise_conv2d(x, w, [1, 2, 2, 1], "SAME", dilations=[2, 2])
+  def test_stride_with_dilation_is_computed_as_defined(self):
+    """Where tf.nn.depthwise_conv2d warns and computes a wrong-sized
+    convolution (tests/tf_defects_test.py), dwop's is right."""
+    case = Case("s2_d2", (1, 11, 11, 2), (3, 3, 2, 1), (2, 2), "SAME", (2, 2),
+                dtype="float64")
+    x, dy = case.random_inputs(seed=15)
+    w = np.random.default_rng(16).standard_normal(case.filter)
+    forward = lambda x, w: dwop.depthwise_conv2d(
+        x, w, case.tf_strides, "SAME", dilations=list(case.dilations))
+    y = forward(tf.constant(x), tf.constant(w))
+    self.assertAllClose(reference.depthwise_conv2d(
+        x, w, case.tf_strides, "SAME", dilations=case.tf_dilations), y,
+                        rtol=1e-12, atol=1e-12)
+    dx, dw = gradients(forward, [tf.constant(x), tf.constant(w)], dy, "eager")
+    self.assertAllClose(oracle_input_grad(x.shape, w, dy, case), dx,
+                        rtol=1e-12, atol=1e-12)
+    self.assertAllClose(reference.depthwise_conv2d_backprop_filter(
+        x, case.filter, dy, case.tf_strides, "SAME",
+        dilations=case.tf_dilations), dw, rtol=1e-12, atol=1e-12)
 
 
 class RoutesTest(DwopTestCase):

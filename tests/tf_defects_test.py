@@ -1,4 +1,4 @@
-"""TensorFlow 2.21's defects in DepthwiseConv2dNativeBackpropFilter, documented.
+"""TensorFlow 2.21's defects in its depthwise convolution ops, documented.
 
 Each test asserts TensorFlow's wrong behaviour and that dwop is right on the
 same input. "native" is TensorFlow without oneDNN (TF_ENABLE_ONEDNN_OPTS=0,
@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 import cases
+import conv_op_test
 import dwop
 import testing
 import tf_paths
@@ -108,9 +109,74 @@ def measure_half(dtype):
   return testing.max_error(tf_paths.tf_direct(case, x, dy), want) / scale
 
 
+# --- The forward (DepthwiseConv2dNative) and input gradient
+# (DepthwiseConv2dNativeBackpropInput).
+
+_DILATED_S1 = "k3_d2_same_nhwc_float32"
+
+
+def measure_input_grad_dilations():
+  """TensorFlow's backprop-input op with dilations 2 against itself
+  undilated (SAME: both have the same shapes)."""
+  case = cases.by_name(_DILATED_S1)
+  _, dy = case.random_inputs()
+  w = conv_op_test.random_filter(case)
+
+  def tf_op(c):
+    return tf.raw_ops.DepthwiseConv2dNativeBackpropInput(
+        input_sizes=c.input_shape, filter=tf.constant(w, tf.float32),
+        out_backprop=tf.constant(dy, tf.float32), strides=c.tf_strides,
+        padding="SAME", dilations=c.tf_dilations).numpy()
+
+  dilated = tf_op(case)
+  undilated = tf_op(case.replace(dilations=(1, 1)))
+  want = conv_op_test.oracle_input_grad(case, w, dy)
+  return {"dilated_minus_undilated": testing.max_error(dilated, undilated),
+          "tf_error": testing.max_error(dilated, want)}
+
+
+def measure_forward_rejection(case_name):
+  """What TensorFlow's forward op raises on a case, or None."""
+  case = cases.by_name(case_name)
+  x, _ = case.random_inputs()
+  w = conv_op_test.random_filter(case)
+  return _raised(lambda: tf.raw_ops.DepthwiseConv2dNative(
+      input=tf.constant(x, tf.float32), filter=tf.constant(w, tf.float32),
+      **conv_op_test._raw_attrs(case)))  # pylint: disable=protected-access
+
+
+def forward_half_case(dtype):
+  """8x32x32x16 input, 7x7 SAME filter, standard normal data rounded to dtype."""
+  case = cases.Case("forward_half", (8, 32, 32, 16), (7, 7, 16, 1),
+                    dtype=dtype)
+  rng = np.random.default_rng(3)
+  np_dtype = testing.numpy_dtype(dtype)
+  x = rng.standard_normal(case.input_shape).astype(np_dtype).astype(
+      np.float64)
+  w = rng.standard_normal(case.filter).astype(np_dtype).astype(np.float64)
+  return case, x, w
+
+
+def measure_forward_half(dtype):
+  """Error of TensorFlow's forward relative to max |output|."""
+  case, x, w = forward_half_case(dtype)
+  want = conv_op_test.oracle_forward(case, x, w)
+  got = tf.raw_ops.DepthwiseConv2dNative(
+      input=tf_paths.tensor(x, dtype), filter=tf_paths.tensor(w, dtype),
+      strides=[1, 1, 1, 1], padding="SAME").numpy()
+  return testing.max_error(got, want) / float(np.abs(want).max())
+
+
 def native_measurements():
   """Everything measured in the child without oneDNN."""
   return {
+      "input_grad_dilations": measure_input_grad_dilations(),
+      "forward_" + _DILATED_S1: measure_forward_rejection(_DILATED_S1),
+      "forward_" + _NCHW: measure_forward_rejection(_NCHW),
+      "forward_" + _UNEQUAL_STRIDES: measure_forward_rejection(
+          _UNEQUAL_STRIDES),
+      "forward_half_float16": measure_forward_half("float16"),
+      "forward_half_bfloat16": measure_forward_half("bfloat16"),
       "onednn": tf_paths.onednn_enabled(),
       "dilations": measure_dilations(),
       "empty_float32": measure_empty("float32"),
@@ -303,6 +369,60 @@ class DepthwiseConv2dTest(DefectTestCase):
     x, dy = case.random_inputs()
     error, tol = _errors(case, x, dy, tf_paths.dwop_grad(case, x, dy))
     self.assertLessEqual(error, tol)
+
+
+class InputGradDilationsTest(DefectTestCase):
+  """TensorFlow's DepthwiseConv2dNativeBackpropInput ignores `dilations` on
+  CPU, with and without oneDNN: it returns the undilated input gradient.
+  dwop's input gradient honours them."""
+
+  def check(self, measured):
+    case = cases.by_name(_DILATED_S1)
+    conv_op_test.check_input_grad(case)
+    self.assertDefect(measured["dilated_minus_undilated"] == 0, measured)
+    self.assertGreater(measured["tf_error"], 1.0)
+
+  def test_ignored_with_onednn(self):
+    self.requireOnednn()
+    self.check(measure_input_grad_dilations())
+
+  def test_ignored_natively(self):
+    self.check(_native()["input_grad_dilations"])
+
+
+class ForwardRejectionTest(DefectTestCase):
+  """TensorFlow's native forward refuses valid problems on CPU that dwop
+  computes: dilations and NCHW (Unimplemented), unequal strides."""
+
+  @parameterized.named_parameters(
+      ("dilations", _DILATED_S1, "UnimplementedError", ""),
+      ("nchw", _NCHW, "UnimplementedError", "NHWC"),
+      ("unequal_strides", _UNEQUAL_STRIDES, "InvalidArgumentError",
+       "strides"))
+  def test_rejected_natively(self, case_name, error_type, text):
+    conv_op_test.check_forward(cases.by_name(case_name))
+    raised = _native()["forward_" + case_name]
+    self.assertDefect(raised is not None, raised)
+    self.assertEqual(raised[0], error_type, raised)
+    self.assertIn(text, raised[1])
+
+
+class ForwardHalfAccumulationTest(DefectTestCase):
+  """TensorFlow's native forward accumulates half and bfloat16 in their own
+  precision (7x7 SAME, standard normal data); dwop accumulates in float32
+  and rounds once."""
+
+  @parameterized.named_parameters(("float16", "float16", 2.0**-11),
+                                  ("bfloat16", "bfloat16", 2.0**-8))
+  def test_accumulated_in_half_natively(self, dtype, unit_roundoff):
+    case, x, w = forward_half_case(dtype)
+    want = conv_op_test.oracle_forward(case, x, w)
+    got = conv_op_test.dwop_forward(case, x, w)
+    dwop_error = testing.max_error(got, want) / float(np.abs(want).max())
+    self.assertLessEqual(dwop_error, unit_roundoff * 1.01)
+    tf_error = _native()[f"forward_half_{dtype}"]
+    self.assertDefect(tf_error > 2 * dwop_error,
+                      {"tf_error": tf_error, "dwop_error": dwop_error})
 
 
 if __name__ == "__main__":

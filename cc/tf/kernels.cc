@@ -1,12 +1,20 @@
-// The OpKernel: attributes are parsed in the constructor, shapes validated in
-// Compute (both by cc/kernels/common/geometry.h, shared with every device), then a
-// device launcher runs the framework-free kernel.
+// The OpKernels of the three ops: attributes are parsed in the constructor,
+// shapes validated in Compute (both by cc/kernels/common/geometry.h, shared
+// with every device), the output allocated, then a device launcher runs the
+// framework-free kernel (which writes zeros when there is nothing to sum).
+#include <algorithm>
 #include <cstdint>
+#include <exception>
+#include <limits>
+#include <new>
+#include <string>
 #include <vector>
 
-#include "cc/kernels/cpu/cpu.h"
 #include "cc/kernels/common/geometry.h"
 #include "cc/kernels/common/params.h"
+#include "cc/kernels/common/reference.h"
+#include "cc/kernels/cpu/conv.h"
+#include "cc/kernels/cpu/cpu.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -15,8 +23,6 @@
 #include "tensorflow/core/platform/threadpool.h"
 
 #if GOOGLE_CUDA
-#include <algorithm>
-
 #include "cc/kernels/cuda/cuda.h"
 #include "xla/stream_executor/device_description.h"
 #include "xla/stream_executor/stream.h"
@@ -59,8 +65,9 @@ constexpr ::dwop::DType DTypeOf<double>() { return ::dwop::DType::kDouble; }
 // allocator for the op's device; *data is null when no bytes are needed.
 absl::Status AllocateWorkspace(OpKernelContext* ctx,
                                const ::dwop::Geometry& geo, int64_t bytes,
-                               Tensor* workspace, void** data) {
-  TF_RETURN_IF_ERROR(ToTf(::dwop::CheckWorkspaceBytes(geo, bytes)));
+                               ::dwop::OpKind op, Tensor* workspace,
+                               void** data) {
+  TF_RETURN_IF_ERROR(ToTf(::dwop::CheckWorkspaceBytes(geo, bytes, op)));
   *data = nullptr;
   if (bytes > 0) {
     TF_RETURN_IF_ERROR(
@@ -70,31 +77,57 @@ absl::Status AllocateWorkspace(OpKernelContext* ctx,
   return absl::OkStatus();
 }
 
-// Runs the kernel of one device on validated params. Specialised per device.
+// The op's thread pool as the CPU kernels' ParallelFor.
+::dwop::ParallelFor CpuParallelFor(OpKernelContext* ctx) {
+  thread::ThreadPool* pool =
+      ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  return [pool](int64_t n, int64_t cost,
+                const std::function<void(int64_t, int64_t)>& fn) {
+    pool->ParallelFor(n, thread::ThreadPool::SchedulingParams::Adaptive(cost),
+                      fn);
+  };
+}
+
+// Runs a planned CPU kernel (RunCpu of cpu.h or conv.h) with the plan's
+// workspace and the op's thread pool.
+template <typename Params, typename Plan>
+absl::Status RunCpuPlan(OpKernelContext* ctx, const Params& params,
+                        const Plan& plan, ::dwop::OpKind op) {
+  Tensor workspace;
+  void* workspace_data;
+  TF_RETURN_IF_ERROR(AllocateWorkspace(ctx, params.geo, plan.workspace_bytes(),
+                                       op, &workspace, &workspace_data));
+  return ToTf(
+      ::dwop::RunCpu(params, plan, workspace_data, CpuParallelFor(ctx)));
+}
+
+// Runs the kernel of one device on validated params, one Run per op.
+// Specialised per device.
 template <typename Device>
 struct Launcher;
 
 template <>
 struct Launcher<CPUDevice> {
+  // Empty problems get zeros first; no kernel sees their huge dimensions.
   static absl::Status Run(OpKernelContext* ctx,
                           const ::dwop::FilterGradParams& params) {
-    // Empty problems get zeros here; no kernel sees their huge dimensions.
     if (::dwop::WriteZerosIfNothingToSum(params)) return absl::OkStatus();
-    const ::dwop::CpuPlan plan(params);
-    Tensor workspace;
-    void* workspace_data;
-    TF_RETURN_IF_ERROR(AllocateWorkspace(ctx, params.geo,
-                                         plan.workspace_bytes(), &workspace,
-                                         &workspace_data));
-    thread::ThreadPool* pool =
-        ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    const ::dwop::ParallelFor parallel_for =
-        [pool](int64_t n, int64_t cost,
-               const std::function<void(int64_t, int64_t)>& fn) {
-          pool->ParallelFor(
-              n, thread::ThreadPool::SchedulingParams::Adaptive(cost), fn);
-        };
-    return ToTf(::dwop::RunCpu(params, plan, workspace_data, parallel_for));
+    return RunCpuPlan(ctx, params, ::dwop::CpuPlan(params),
+                      ::dwop::OpKind::kFilterGrad);
+  }
+  // The forward and the input gradient run the reference kernel until the
+  // fast CPU kernels (cc/kernels/cpu/conv.h) are in; each switches by
+  // replacing its return line with
+  //   return RunCpuPlan(ctx, params, ::dwop::CpuConvPlan(params), <OpKind>);
+  static absl::Status Run(OpKernelContext* /*ctx*/,
+                          const ::dwop::ForwardParams& params) {
+    if (::dwop::WriteZerosIfNothingToSum(params)) return absl::OkStatus();
+    return ToTf(::dwop::RunReference(params));
+  }
+  static absl::Status Run(OpKernelContext* /*ctx*/,
+                          const ::dwop::InputGradParams& params) {
+    if (::dwop::WriteZerosIfNothingToSum(params)) return absl::OkStatus();
+    return ToTf(::dwop::RunReference(params));
   }
 };
 
@@ -107,42 +140,131 @@ __attribute__((used)) extern const char kBuiltWithCuda[] =
 // headers out of this file.
 struct GpuDevice {};
 
-// The CUDA kernel (cc/kernels/cuda/cuda.h) on the op's stream: planned for the
-// op's device, with its workspace from TensorFlow's allocator.
+// The op's stream and the properties of its device, for the CUDA planners.
+absl::Status GpuStream(OpKernelContext* ctx, ::stream_executor::Stream** out,
+                       ::dwop::CudaDevice* device) {
+  DeviceContext* device_context = ctx->op_device_context();
+  ::stream_executor::Stream* stream =
+      device_context == nullptr ? nullptr : device_context->stream();
+  if (stream == nullptr) {
+    return absl::InternalError("dwop: the GPU op context has no stream");
+  }
+  const auto& description = stream->parent()->GetDeviceDescription();
+  device->sm_count = std::max(1, description.core_count());
+  if (description.shared_memory_per_block() > 0) {
+    device->shared_memory_per_block = description.shared_memory_per_block();
+  }
+  *out = stream;
+  return absl::OkStatus();
+}
+
+// The CUDA kernels (cc/kernels/cuda/cuda.h) on the op's stream: planned for
+// the op's device, with their workspace from TensorFlow's allocator. The
+// CUDA planners plan the zeros of an empty problem themselves.
 template <>
 struct Launcher<GpuDevice> {
   static absl::Status Run(OpKernelContext* ctx,
                           const ::dwop::FilterGradParams& params) {
-    DeviceContext* device_context = ctx->op_device_context();
-    ::stream_executor::Stream* stream =
-        device_context == nullptr ? nullptr : device_context->stream();
-    if (stream == nullptr) {
-      return absl::InternalError("dwop: the GPU op context has no stream");
-    }
-    const auto& description = stream->parent()->GetDeviceDescription();
+    ::stream_executor::Stream* stream;
     ::dwop::CudaDevice device;
-    device.sm_count = std::max(1, description.core_count());
-    if (description.shared_memory_per_block() > 0) {
-      device.shared_memory_per_block = description.shared_memory_per_block();
-    }
+    TF_RETURN_IF_ERROR(GpuStream(ctx, &stream, &device));
     ::dwop::CudaPlan plan;
     TF_RETURN_IF_ERROR(ToTf(
         ::dwop::PlanCuda(params, device, ::dwop::CudaPath::kAuto, &plan)));
     Tensor workspace;
     void* workspace_data;
     TF_RETURN_IF_ERROR(AllocateWorkspace(ctx, params.geo, plan.workspace_bytes,
+                                         ::dwop::OpKind::kFilterGrad,
                                          &workspace, &workspace_data));
     return ToTf(::dwop::RunCuda(params, plan, workspace_data,
                                 stream->platform_specific_handle().stream));
   }
+#if DWOP_WITH_CUDA_CONV
+  // The forward and the input gradient (PlanCuda/RunCuda overloads of
+  // cc/kernels/cuda/cuda.h for ForwardParams and InputGradParams).
+  template <typename Params>
+  static absl::Status Run(OpKernelContext* ctx, const Params& params) {
+    ::stream_executor::Stream* stream;
+    ::dwop::CudaDevice device;
+    TF_RETURN_IF_ERROR(GpuStream(ctx, &stream, &device));
+    ::dwop::CudaConvPlan plan;
+    TF_RETURN_IF_ERROR(ToTf(::dwop::PlanCuda(params, device, &plan)));
+    return ToTf(::dwop::RunCuda(params, plan,
+                                stream->platform_specific_handle().stream));
+  }
+#endif  // DWOP_WITH_CUDA_CONV
 };
 #endif  // GOOGLE_CUDA
 
-template <typename Device, typename T>
-class DepthwiseConv2dBackpropFilterOp : public OpKernel {
+// Runs `body` (which returns an absl::Status) so that no C++ exception
+// reaches TensorFlow, as the C ABI's Guarded does: std::bad_alloc (a plan's
+// or a kernel's set-up allocating for a huge but valid problem) becomes
+// ResourceExhausted, anything else Internal.
+template <typename Body>
+absl::Status Guarded(const char* op_name, Body body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(std::string(op_name) +
+                                        ": out of memory");
+  } catch (const std::exception& e) {
+    return absl::InternalError(std::string(op_name) +
+                               ": unexpected exception: " + e.what());
+  } catch (...) {
+    return absl::InternalError(std::string(op_name) +
+                               ": unexpected exception");
+  }
+}
+
+::dwop::ShapeRef Ref(const absl::InlinedVector<int64_t, 4>& dims) {
+  return {dims.data(), static_cast<int>(dims.size())};
+}
+
+// The values of a 1-D int32 or int64 sizes tensor (filter_sizes,
+// input_sizes); validation reads no more values than it echoes, so a hostile
+// length costs no huge copy. Empty when the tensor is not 1-D.
+std::vector<int64_t> SizesValues(const Tensor& sizes_tensor) {
+  std::vector<int64_t> sizes;
+  if (sizes_tensor.dims() == 1) {
+    sizes.resize(std::min<int64_t>(sizes_tensor.NumElements(),
+                                   ::dwop::kMaxEchoedFilterSizes));
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      sizes[i] = sizes_tensor.dtype() == DT_INT32
+                     ? sizes_tensor.flat<int32_t>()(i)
+                     : sizes_tensor.flat<int64_t>()(i);
+    }
+  }
+  return sizes;
+}
+
+// Allocates an op's output of `dims` (4 entries) of T. The byte size is
+// checked first: ComputeGeometry bounds the element count by int64, not the
+// bytes, and a request TensorFlow's allocator cannot serve is
+// ResourceExhausted either way.
+template <typename T>
+absl::Status AllocateOutput(OpKernelContext* ctx, ::dwop::OpKind op,
+                            const int64_t dims[4], Tensor** output) {
+  TensorShape shape;
+  TF_RETURN_IF_ERROR(TensorShape::BuildTensorShape(
+      {dims[0], dims[1], dims[2], dims[3]}, &shape));
+  const int64_t elements = shape.num_elements();
+  if (elements > std::numeric_limits<int64_t>::max() /
+                     static_cast<int64_t>(sizeof(T))) {
+    return absl::ResourceExhaustedError(
+        std::string(::dwop::OpName(op)) + ": the output of shape " +
+        ::dwop::FormatDims(dims, 4) + " would need more bytes than int64 " +
+        "can count");
+  }
+  return ctx->allocate_output(0, shape, output);
+}
+
+// What the three ops share: the attributes, parsed and validated once in the
+// constructor (for the op's OpKind, which names it in messages), and the
+// guarded run of Compute.
+template <::dwop::OpKind kOp>
+class DepthwiseOpBase : public OpKernel {
  public:
-  explicit DepthwiseConv2dBackpropFilterOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {
+  explicit DepthwiseOpBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
     ::dwop::OpAttrs attrs;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("strides", &attrs.strides));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("padding", &attrs.padding));
@@ -150,67 +272,119 @@ class DepthwiseConv2dBackpropFilterOp : public OpKernel {
                    ctx->GetAttr("explicit_paddings", &attrs.explicit_paddings));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("data_format", &attrs.data_format));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("dilations", &attrs.dilations));
-    OP_REQUIRES_OK(ctx, ToTf(::dwop::ParseAttrs(attrs, &attrs_)));
+    OP_REQUIRES_OK(ctx, ToTf(::dwop::ParseAttrs(attrs, &attrs_, kOp)));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& input = ctx->input(0);
-    const Tensor& filter_sizes = ctx->input(1);
-    const Tensor& out_backprop = ctx->input(2);
-
-    const auto input_dims = input.shape().dim_sizes();
-    const auto out_backprop_dims = out_backprop.shape().dim_sizes();
-    const auto sizes_dims = filter_sizes.shape().dim_sizes();
-    std::vector<int64_t> sizes;
-    if (filter_sizes.dims() == 1) {
-      // Validation reads no more values than it echoes, so a hostile length
-      // costs no huge copy.
-      sizes.resize(std::min<int64_t>(filter_sizes.NumElements(),
-                                     ::dwop::kMaxEchoedFilterSizes));
-      for (size_t i = 0; i < sizes.size(); ++i) {
-        sizes[i] = filter_sizes.dtype() == DT_INT32
-                       ? filter_sizes.flat<int32_t>()(i)
-                       : filter_sizes.flat<int64_t>()(i);
-      }
-    }
-    ::dwop::FilterGradParams params;
-    OP_REQUIRES_OK(
-        ctx, ToTf(::dwop::ComputeGeometry(
-                 attrs_,
-                 {input_dims.data(), static_cast<int>(input_dims.size())},
-                 {sizes_dims.data(), static_cast<int>(sizes_dims.size())},
-                 sizes.data(),
-                 {out_backprop_dims.data(),
-                  static_cast<int>(out_backprop_dims.size())},
-                 &params.geo)));
-    params.dtype = DTypeOf<T>();
-    OP_REQUIRES_OK(ctx,
-                   ToTf(::dwop::CheckFilterBytes(params.geo, params.dtype)));
-
-    // BuildTensorShape returns a Status where TensorShape's constructor would
-    // CHECK-fail (abort) on a bad shape; ComputeGeometry has already refused
-    // every such filter_sizes, this keeps the process safe if that changes.
-    TensorShape output_shape;
-    OP_REQUIRES_OK(ctx, TensorShape::BuildTensorShape(
-                            {sizes[0], sizes[1], sizes[2], sizes[3]},
-                            &output_shape));
-    Tensor* output = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, output_shape, &output));
-    params.input = input.flat<T>().data();
-    params.out_backprop = out_backprop.flat<T>().data();
-    params.filter_backprop = output->flat<T>().data();
-    OP_REQUIRES_OK(ctx, Launcher<Device>::Run(ctx, params));
+  void Compute(OpKernelContext* ctx) final {
+    OP_REQUIRES_OK(ctx, Guarded(::dwop::OpName(kOp),
+                                [&] { return ComputeStatus(ctx); }));
   }
 
- private:
+ protected:
+  // Validates the inputs, allocates the output and runs the launcher.
+  virtual absl::Status ComputeStatus(OpKernelContext* ctx) = 0;
+
   ::dwop::ConvAttrs attrs_;
 };
 
-#define DWOP_REGISTER_CPU(T)                                        \
-  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropFilter") \
-                              .Device(DEVICE_CPU)                   \
-                              .TypeConstraint<T>("T"),              \
-                          DepthwiseConv2dBackpropFilterOp<CPUDevice, T>);
+template <typename Device, typename T>
+class DepthwiseConv2dBackpropFilterOp
+    : public DepthwiseOpBase<::dwop::OpKind::kFilterGrad> {
+ public:
+  using DepthwiseOpBase::DepthwiseOpBase;
+
+ private:
+  absl::Status ComputeStatus(OpKernelContext* ctx) override {
+    const Tensor& input = ctx->input(0);
+    const Tensor& filter_sizes = ctx->input(1);
+    const Tensor& out_backprop = ctx->input(2);
+    const std::vector<int64_t> sizes = SizesValues(filter_sizes);
+    ::dwop::FilterGradParams params;
+    TF_RETURN_IF_ERROR(ToTf(::dwop::ComputeGeometry(
+        attrs_, Ref(input.shape().dim_sizes()),
+        Ref(filter_sizes.shape().dim_sizes()), sizes.data(),
+        Ref(out_backprop.shape().dim_sizes()), &params.geo)));
+    params.dtype = DTypeOf<T>();
+    TF_RETURN_IF_ERROR(
+        ToTf(::dwop::CheckFilterBytes(params.geo, params.dtype)));
+    Tensor* output = nullptr;
+    TF_RETURN_IF_ERROR(AllocateOutput<T>(ctx, ::dwop::OpKind::kFilterGrad,
+                                         sizes.data(), &output));
+    params.input = input.flat<T>().data();
+    params.out_backprop = out_backprop.flat<T>().data();
+    params.filter_backprop = output->flat<T>().data();
+    return Launcher<Device>::Run(ctx, params);
+  }
+};
+
+template <typename Device, typename T>
+class DepthwiseConv2dNativeOp
+    : public DepthwiseOpBase<::dwop::OpKind::kForward> {
+ public:
+  using DepthwiseOpBase::DepthwiseOpBase;
+
+ private:
+  absl::Status ComputeStatus(OpKernelContext* ctx) override {
+    const Tensor& input = ctx->input(0);
+    const Tensor& filter = ctx->input(1);
+    ::dwop::ForwardParams params;
+    TF_RETURN_IF_ERROR(ToTf(::dwop::ComputeForwardGeometry(
+        attrs_, Ref(input.shape().dim_sizes()),
+        Ref(filter.shape().dim_sizes()), &params.geo)));
+    params.dtype = DTypeOf<T>();
+    int64_t dims[4];
+    ::dwop::OutputDims(params.geo, dims);
+    Tensor* output = nullptr;
+    TF_RETURN_IF_ERROR(
+        AllocateOutput<T>(ctx, ::dwop::OpKind::kForward, dims, &output));
+    params.input = input.flat<T>().data();
+    params.filter = filter.flat<T>().data();
+    params.output = output->flat<T>().data();
+    return Launcher<Device>::Run(ctx, params);
+  }
+};
+
+template <typename Device, typename T>
+class DepthwiseConv2dBackpropInputOp
+    : public DepthwiseOpBase<::dwop::OpKind::kInputGrad> {
+ public:
+  using DepthwiseOpBase::DepthwiseOpBase;
+
+ private:
+  absl::Status ComputeStatus(OpKernelContext* ctx) override {
+    const Tensor& input_sizes = ctx->input(0);
+    const Tensor& filter = ctx->input(1);
+    const Tensor& out_backprop = ctx->input(2);
+    const std::vector<int64_t> sizes = SizesValues(input_sizes);
+    ::dwop::InputGradParams params;
+    TF_RETURN_IF_ERROR(ToTf(::dwop::ComputeInputGradGeometry(
+        attrs_, Ref(input_sizes.shape().dim_sizes()), sizes.data(),
+        Ref(filter.shape().dim_sizes()),
+        Ref(out_backprop.shape().dim_sizes()), &params.geo)));
+    params.dtype = DTypeOf<T>();
+    Tensor* output = nullptr;
+    TF_RETURN_IF_ERROR(AllocateOutput<T>(ctx, ::dwop::OpKind::kInputGrad,
+                                         sizes.data(), &output));
+    params.filter = filter.flat<T>().data();
+    params.out_backprop = out_backprop.flat<T>().data();
+    params.in_backprop = output->flat<T>().data();
+    return Launcher<Device>::Run(ctx, params);
+  }
+};
+
+#define DWOP_REGISTER_CPU(T)                                              \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropFilter")       \
+                              .Device(DEVICE_CPU)                         \
+                              .TypeConstraint<T>("T"),                    \
+                          DepthwiseConv2dBackpropFilterOp<CPUDevice, T>); \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dNative")               \
+                              .Device(DEVICE_CPU)                         \
+                              .TypeConstraint<T>("T"),                    \
+                          DepthwiseConv2dNativeOp<CPUDevice, T>);         \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropInput")        \
+                              .Device(DEVICE_CPU)                         \
+                              .TypeConstraint<T>("T"),                    \
+                          DepthwiseConv2dBackpropInputOp<CPUDevice, T>);
 TF_CALL_half(DWOP_REGISTER_CPU);
 TF_CALL_bfloat16(DWOP_REGISTER_CPU);
 TF_CALL_float(DWOP_REGISTER_CPU);
@@ -229,6 +403,26 @@ TF_CALL_bfloat16(DWOP_REGISTER_GPU);
 TF_CALL_float(DWOP_REGISTER_GPU);
 TF_CALL_double(DWOP_REGISTER_GPU);
 #undef DWOP_REGISTER_GPU
+
+// The forward and input gradient on GPU exist once the CUDA kernels do;
+// until then TensorFlow places these two ops on the CPU.
+#if DWOP_WITH_CUDA_CONV
+#define DWOP_REGISTER_GPU(T)                                         \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dNative")          \
+                              .Device(DEVICE_GPU)                    \
+                              .TypeConstraint<T>("T"),               \
+                          DepthwiseConv2dNativeOp<GpuDevice, T>);    \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropInput")   \
+                              .Device(DEVICE_GPU)                    \
+                              .TypeConstraint<T>("T")                \
+                              .HostMemory("input_sizes"),            \
+                          DepthwiseConv2dBackpropInputOp<GpuDevice, T>);
+TF_CALL_half(DWOP_REGISTER_GPU);
+TF_CALL_bfloat16(DWOP_REGISTER_GPU);
+TF_CALL_float(DWOP_REGISTER_GPU);
+TF_CALL_double(DWOP_REGISTER_GPU);
+#undef DWOP_REGISTER_GPU
+#endif  // DWOP_WITH_CUDA_CONV
 #endif  // GOOGLE_CUDA
 
 }  // namespace dwop
