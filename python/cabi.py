@@ -131,6 +131,8 @@ class Library:
     for op in ("forward", "input_grad"):
       getattr(lib, f"dwop_{op}_reference").argtypes = [
           problem, c.c_void_p, c.c_void_p, c.c_void_p] + err
+      getattr(lib, f"dwop_{op}_cpu").argtypes = [
+          problem, c.c_void_p, c.c_void_p, c.c_void_p, c.c_int32] + err
 
   def _declare_cuda(self):
     """Argument types of the CUDA entry points (64-bit ints and pointers)."""
@@ -224,7 +226,11 @@ class Library:
     return out
 
   def _run_op(self, op, problem, a, b, out, backend, num_threads):
-    """Calls dwop_<op>_<backend> with buffers a, b -> out (NaN-filled)."""
+    """Calls dwop_<op>_<backend> with buffers a, b -> out (NaN-filled).
+
+    backend: "cpu" (num_threads threads, <= 0: one per hardware thread) or
+    "reference".
+    """
     out.view(np.uint8).fill(0xFF)  # NaN in every float format
     error = ctypes.create_string_buffer(1024)
     args = [ctypes.byref(problem)] + [
@@ -232,6 +238,9 @@ class Library:
     if backend == "reference":
       status = getattr(self.lib, f"dwop_{op}_reference")(
           *args, error, ctypes.sizeof(error))
+    elif backend == "cpu":
+      status = getattr(self.lib, f"dwop_{op}_cpu")(
+          *args, ctypes.c_int32(num_threads), error, ctypes.sizeof(error))
     else:
       raise ValueError(f"unknown backend {backend!r}")
     self._check(status, error)

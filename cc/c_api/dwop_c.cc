@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "cc/kernels/cpu/conv.h"
 #include "cc/kernels/cpu/cpu.h"
 #include "cc/kernels/cuda/cuda.h"
 #include "cc/kernels/common/geometry.h"
@@ -408,6 +409,31 @@ dwop_status ReferenceEntry(const dwop_problem* problem, A a, B b, Out out,
   return Report(status, error, error_size);
 }
 
+// The fast CPU kernels of the three ops: validated, zero-filled when there is
+// nothing to sum, planned, given the plan's workspace, run on num_threads
+// threads (ThreadsParallelFor).
+template <typename Params, typename Plan, typename A, typename B, typename Out>
+dwop_status CpuEntry(OpKind op, const dwop_problem* problem, A a, B b, Out out,
+                     int32_t num_threads, char* error, size_t error_size) {
+  const Status status = Guarded([&] {
+    Params params;
+    DWOP_RETURN_IF_ERROR(MakeParams(problem, a, b, out, &params));
+    if (WriteZerosIfNothingToSum(params)) return Status::Ok();
+    const Plan plan(params);
+    const int64_t bytes = plan.workspace_bytes();
+    DWOP_RETURN_IF_ERROR(CheckWorkspaceBytes(params.geo, bytes, op));
+    AlignedBuffer workspace(bytes);
+    if (bytes > 0 && workspace.data == nullptr) {
+      return Status::ResourceExhausted("could not allocate " +
+                                       std::to_string(bytes) +
+                                       " bytes of CPU workspace");
+    }
+    return RunCpu(params, plan, workspace.data,
+                  ThreadsParallelFor(num_threads));
+  });
+  return Report(status, error, error_size);
+}
+
 }  // namespace
 }  // namespace dwop
 
@@ -438,24 +464,27 @@ dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const void* input,
                                  const void* out_backprop,
                                  void* filter_backprop, int32_t num_threads,
                                  char* error, size_t error_size) {
-  const dwop::Status status = dwop::Guarded([&] {
-    dwop::FilterGradParams params;
-    DWOP_RETURN_IF_ERROR(dwop::MakeParams(problem, input, out_backprop,
-                                          filter_backprop, &params));
-    if (dwop::WriteZerosIfNothingToSum(params)) return dwop::Status::Ok();
-    const dwop::CpuPlan plan(params);
-    const int64_t bytes = plan.workspace_bytes();
-    DWOP_RETURN_IF_ERROR(dwop::CheckWorkspaceBytes(params.geo, bytes));
-    dwop::AlignedBuffer workspace(bytes);
-    if (bytes > 0 && workspace.data == nullptr) {
-      return dwop::Status::ResourceExhausted(
-          "could not allocate " + std::to_string(bytes) +
-          " bytes of CPU workspace");
-    }
-    return dwop::RunCpu(params, plan, workspace.data,
-                        dwop::ThreadsParallelFor(num_threads));
-  });
-  return dwop::Report(status, error, error_size);
+  return dwop::CpuEntry<dwop::FilterGradParams, dwop::CpuPlan>(
+      dwop::OpKind::kFilterGrad, problem, input, out_backprop, filter_backprop,
+      num_threads, error, error_size);
+}
+
+dwop_status dwop_forward_cpu(const dwop_problem* problem, const void* input,
+                             const void* filter, void* output,
+                             int32_t num_threads, char* error,
+                             size_t error_size) {
+  return dwop::CpuEntry<dwop::ForwardParams, dwop::CpuConvPlan>(
+      dwop::OpKind::kForward, problem, input, filter, output, num_threads,
+      error, error_size);
+}
+
+dwop_status dwop_input_grad_cpu(const dwop_problem* problem,
+                                const void* filter, const void* out_backprop,
+                                void* in_backprop, int32_t num_threads,
+                                char* error, size_t error_size) {
+  return dwop::CpuEntry<dwop::InputGradParams, dwop::CpuConvPlan>(
+      dwop::OpKind::kInputGrad, problem, filter, out_backprop, in_backprop,
+      num_threads, error, error_size);
 }
 
 const char* dwop_cpu_isa(void) { return dwop::CpuIsaName(); }

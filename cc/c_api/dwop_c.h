@@ -91,7 +91,19 @@ DWOP_EXPORT dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const 
                                  void* filter_backprop, int32_t num_threads,
                                  char* error, size_t error_size);
 
-/* The instruction-set level dwop_filter_grad_cpu uses now: "avx512", "avx2"
+/* The fast CPU forward and input gradient, like dwop_filter_grad_cpu:
+ * output has the shape of out_backprop, in_backprop that of input; filter is
+ * [KH, KW, C, M]. Bitwise identical for any num_threads. */
+DWOP_EXPORT dwop_status dwop_forward_cpu(const dwop_problem* problem,
+                             const void* input, const void* filter,
+                             void* output, int32_t num_threads, char* error,
+                             size_t error_size);
+DWOP_EXPORT dwop_status dwop_input_grad_cpu(const dwop_problem* problem,
+                                const void* filter, const void* out_backprop,
+                                void* in_backprop, int32_t num_threads,
+                                char* error, size_t error_size);
+
+/* The instruction-set level the CPU kernels use now: "avx512", "avx2"
  * or "generic" (a static string). The CPU's best level unless the
  * environment variable DWOP_CPU_ISA, read on every call, forces a lower one. */
 DWOP_EXPORT const char* dwop_cpu_isa(void);

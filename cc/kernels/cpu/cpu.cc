@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cc/kernels/cpu/driver.h"
 #include "cc/kernels/cpu/plan.h"
 #include "cc/kernels/common/float16.h"
 #include "cc/kernels/common/geometry.h"
@@ -111,37 +112,7 @@ constexpr IsaLevel kIsaLevels[] = {
 
 const IsaLevel& LevelOf(Isa isa) { return kIsaLevels[static_cast<int>(isa)]; }
 
-// DWOP_CPU_ISA, read on every call so that a process (a test) can switch
-// levels between calls. A level the CPU lacks degrades to the best it has;
-// an unknown value is reported once on stderr and ignored.
-Isa ActiveIsa() {
-  const Isa best = DetectIsa();
-  const char* env = std::getenv("DWOP_CPU_ISA");
-  if (env == nullptr || env[0] == '\0' || std::strcmp(env, "auto") == 0) {
-    return best;
-  }
-  for (const IsaLevel& level : kIsaLevels) {
-    if (std::strcmp(env, level.name) == 0) {
-      return std::min(static_cast<Isa>(&level - kIsaLevels), best);
-    }
-  }
-  static std::atomic<bool> warned{false};
-  if (!warned.exchange(true)) {
-    std::fprintf(stderr,
-                 "dwop: ignoring DWOP_CPU_ISA=%s (expected avx512, avx2, "
-                 "generic or auto)\n",
-                 env);
-  }
-  return best;
-}
-
 // --- Planning ----------------------------------------------------------------
-
-// Work estimates are doubles (a product of sizes may pass 2^63 on absurd but
-// valid geometries), and converting a double above int64's range is undefined.
-int64_t SaturatingInt64(double x) {
-  return x < 9.0e18 ? static_cast<int64_t>(x) : int64_t{9000000000000000000};
-}
 
 // DWOP_CPU_PLAN="band=2,pieces=3,..." overrides the planner's choices (0 =
 // automatic). A testing knob: it lets small tensors exercise the tiling edges
@@ -200,20 +171,6 @@ Overrides ReadOverrides() {
     }
   }
   return o;
-}
-
-// The valid output range of each tap along one dimension: out positions o
-// with 0 <= o*stride + k*dilation - pad < in_size.
-std::vector<Range> ValidRanges(int64_t taps, int64_t in_size, int64_t out_size,
-                               int64_t stride, int64_t dilation, int64_t pad) {
-  std::vector<Range> valid(taps);
-  for (int64_t k = 0; k < taps; ++k) {
-    const int64_t offset = k * dilation - pad;
-    valid[k].begin = std::max<int64_t>(0, CeilDiv(-offset, stride));
-    valid[k].end = std::min(out_size, CeilDiv(in_size - offset, stride));
-    if (valid[k].end < valid[k].begin) valid[k].end = valid[k].begin;
-  }
-  return valid;
 }
 
 // `size` taps cut into ceil(size / block) runs whose lengths differ by at
@@ -572,25 +529,6 @@ int64_t PartialBytes(const Plan& p) {
          AccumulatorSize(p.dtype);
 }
 
-// Per-thread staging memory. The workspace cannot hold it: CpuPlan
-// does not know how many threads the caller's pool will use. Grown on demand
-// (bounded by kStageBudget plus small tables) and kept for the thread's
-// lifetime, so steady-state calls allocate nothing.
-void* ThreadScratch(int64_t bytes) {
-  struct Buffer {
-    void* data = nullptr;
-    int64_t size = 0;
-    ~Buffer() { std::free(data); }
-  };
-  thread_local Buffer buffer;
-  if (buffer.size < bytes) {
-    std::free(buffer.data);
-    buffer.data = std::aligned_alloc(64, static_cast<size_t>(CeilDiv(bytes, 64) * 64));
-    buffer.size = buffer.data != nullptr ? bytes : 0;
-  }
-  return buffer.data;
-}
-
 // --- Reduction --------------------------------------------------------------
 
 // Sums the pieces' partial gradients of out channels [oc_begin, oc_end) in
@@ -615,25 +553,74 @@ void StoreSum(const Plan& p, int64_t oc_begin, int64_t oc_end, T* out) {
   }
 }
 
-template <typename F>
-void ForType(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::kHalf:
-      f(half_t{});
-      break;
-    case DType::kBfloat16:
-      f(bfloat16_t{});
-      break;
-    case DType::kFloat:
-      f(float{});
-      break;
-    case DType::kDouble:
-      f(double{});
-      break;
+}  // namespace
+
+// --- Shared with conv.cc (driver.h) ----------------------------------------
+
+// DWOP_CPU_ISA, read on every call so that a process (a test) can switch
+// levels between calls. A level the CPU lacks degrades to the best it has;
+// an unknown value is reported once on stderr and ignored.
+Isa ActiveIsa() {
+  const Isa best = DetectIsa();
+  const char* env = std::getenv("DWOP_CPU_ISA");
+  if (env == nullptr || env[0] == '\0' || std::strcmp(env, "auto") == 0) {
+    return best;
   }
+  for (const IsaLevel& level : kIsaLevels) {
+    if (std::strcmp(env, level.name) == 0) {
+      return std::min(static_cast<Isa>(&level - kIsaLevels), best);
+    }
+  }
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true)) {
+    std::fprintf(stderr,
+                 "dwop: ignoring DWOP_CPU_ISA=%s (expected avx512, avx2, "
+                 "generic or auto)\n",
+                 env);
+  }
+  return best;
 }
 
-}  // namespace
+// Work estimates are doubles (a product of sizes may pass 2^63 on absurd but
+// valid geometries), and converting a double above int64's range is undefined.
+int64_t SaturatingInt64(double x) {
+  return x < 9.0e18 ? static_cast<int64_t>(x) : int64_t{9000000000000000000};
+}
+
+// The valid output range of each tap along one dimension: out positions o
+// with 0 <= o*stride + k*dilation - pad < in_size.
+std::vector<Range> ValidRanges(int64_t taps, int64_t in_size, int64_t out_size,
+                               int64_t stride, int64_t dilation, int64_t pad) {
+  std::vector<Range> valid(taps);
+  for (int64_t k = 0; k < taps; ++k) {
+    const int64_t offset = k * dilation - pad;
+    valid[k].begin = std::max<int64_t>(0, CeilDiv(-offset, stride));
+    valid[k].end = std::min(out_size, CeilDiv(in_size - offset, stride));
+    if (valid[k].end < valid[k].begin) valid[k].end = valid[k].begin;
+  }
+  return valid;
+}
+
+// Per-thread staging memory. The workspace cannot hold it: CpuPlan
+// does not know how many threads the caller's pool will use. Grown on demand
+// (bounded by kStageBudget plus small tables) and kept for the thread's
+// lifetime, so steady-state calls allocate nothing.
+void* ThreadScratch(int64_t bytes) {
+  struct Buffer {
+    void* data = nullptr;
+    int64_t size = 0;
+    ~Buffer() { std::free(data); }
+  };
+  thread_local Buffer buffer;
+  if (buffer.size < bytes) {
+    std::free(buffer.data);
+    buffer.data = std::aligned_alloc(64, static_cast<size_t>(CeilDiv(bytes, 64) * 64));
+    buffer.size = buffer.data != nullptr ? bytes : 0;
+  }
+  return buffer.data;
+}
+
+const IsaInfo& InfoOf(Isa isa) { return *LevelOf(isa).info; }
 
 // The valid taps at one position are contiguous: tap k reads inside the
 // image for positions in valid[k], whose bounds do not increase with k.

@@ -1,0 +1,450 @@
+// The portable half of the CPU forward and input gradient: plans the work
+// (conv_plan.h), packs the filter, runs the chunks through the caller's
+// ParallelFor. The arithmetic lives in the per-ISA units (conv_avx512.cc,
+// conv_avx2.cc, conv_generic.cc: conv.inc). Every dst element is summed by
+// one chunk, in an order fixed by the plan, so results do not depend on the
+// pool.
+#include "cc/kernels/cpu/conv.h"
+
+#include <algorithm>
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "cc/kernels/common/float16.h"
+#include "cc/kernels/common/geometry.h"
+#include "cc/kernels/cpu/conv_plan.h"
+#include "cc/kernels/cpu/driver.h"
+
+namespace dwop {
+namespace cpu {
+
+struct ConvPlanStorage {
+  Isa isa;
+  ConvPlan plan;
+  std::vector<RowTap> row_taps;
+  std::vector<int64_t> row_tap_first, band_src_rows, band_first;
+  std::vector<ColPhase> phases;
+  std::vector<ColRun> col_runs;
+};
+
+namespace {
+
+// Staged src rows + expansion buffer + NCHW row of one thread: half the 2 MB
+// L2 of the target machine, so a band stays cache-resident while its rows
+// are computed.
+constexpr int64_t kStageBudget = int64_t{1} << 20;
+// Chunks a large problem is cut into (enough to balance a handful of
+// threads), and the vector FMAs below which a chunk is not worth splitting.
+constexpr int64_t kTargetChunks = 32;
+constexpr int64_t kMinChunkWork = int64_t{1} << 15;
+// Dst rows per band at least (the src rows two bands share are staged
+// twice).
+constexpr int64_t kMinBandRows = 8;
+
+// Row taps of every dst row, src rows as `slot` for now (BandRows remaps).
+void MakeRowTaps(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
+  const std::vector<Range> valid =
+      ValidRanges(g.filter_rows, g.in_rows, g.out_rows, g.stride_rows,
+                  g.dilation_rows, g.pad_top);
+  const int64_t dst_rows = input_grad ? g.in_rows : g.out_rows;
+  s->row_taps.clear();
+  s->row_tap_first.assign(1, 0);
+  for (int64_t r = 0; r < dst_rows; ++r) {
+    for (int64_t kh = 0; kh < g.filter_rows; ++kh) {
+      const Range& v = valid[kh];
+      if (v.begin >= v.end) continue;
+      if (!input_grad) {
+        if (r >= v.begin && r < v.end) {
+          s->row_taps.push_back(
+              {r * g.stride_rows + kh * g.dilation_rows - g.pad_top, kh});
+        }
+        continue;
+      }
+      // Tap kh reads input rows v.begin * stride + offset, ... (every
+      // stride-th): r is one when the difference divides.
+      const int64_t offset = kh * g.dilation_rows - g.pad_top;
+      const int64_t d = r - offset;
+      if (d % g.stride_rows != 0) continue;
+      const int64_t oh = d / g.stride_rows;
+      if (oh < v.begin || oh >= v.end) continue;
+      for (int64_t m = 0; m < g.depth_multiplier; ++m) {
+        s->row_taps.push_back({oh, m * g.filter_rows + kh});
+      }
+    }
+    s->row_tap_first.push_back(static_cast<int64_t>(s->row_taps.size()));
+  }
+}
+
+// The most slots one band of `band` dst rows stages.
+int64_t MaxBandSlots(const ConvPlan& p, const ConvPlanStorage& s,
+                     int64_t band) {
+  const int64_t per_row = p.input_grad ? p.multiplier : 1;
+  std::vector<int64_t> seen(p.src_rows, -1);
+  int64_t best = 0;
+  for (int64_t b0 = 0; b0 < p.dst_rows; b0 += band) {
+    int64_t count = 0;
+    const int64_t end = std::min(p.dst_rows, b0 + band);
+    for (int64_t i = s.row_tap_first[b0]; i < s.row_tap_first[end]; ++i) {
+      int64_t& stamp = seen[s.row_taps[i].slot];
+      if (stamp != b0) {
+        stamp = b0;
+        ++count;
+      }
+    }
+    best = std::max(best, count * per_row);
+  }
+  return best;
+}
+
+// Fills band_src_rows / band_first and turns the row taps' src rows into
+// slots of their band.
+void MakeBands(ConvPlanStorage* s) {
+  ConvPlan& p = s->plan;
+  const int64_t per_row = p.input_grad ? p.multiplier : 1;
+  s->band_src_rows.clear();
+  s->band_first.assign(1, 0);
+  for (int64_t band = 0; band < p.num_bands; ++band) {
+    const int64_t r0 = band * p.band_rows;
+    const int64_t r1 = std::min(p.dst_rows, r0 + p.band_rows);
+    const int64_t first = static_cast<int64_t>(s->band_src_rows.size());
+    for (int64_t i = s->row_tap_first[r0]; i < s->row_tap_first[r1]; ++i) {
+      s->band_src_rows.push_back(s->row_taps[i].slot);
+    }
+    std::sort(s->band_src_rows.begin() + first, s->band_src_rows.end());
+    s->band_src_rows.erase(
+        std::unique(s->band_src_rows.begin() + first, s->band_src_rows.end()),
+        s->band_src_rows.end());
+    for (int64_t i = s->row_tap_first[r0]; i < s->row_tap_first[r1]; ++i) {
+      RowTap& tap = s->row_taps[i];
+      const int64_t index =
+          std::lower_bound(s->band_src_rows.begin() + first,
+                           s->band_src_rows.end(), tap.slot) -
+          (s->band_src_rows.begin() + first);
+      const int64_t m = p.input_grad ? tap.slice / (p.num_slices / p.multiplier) : 0;
+      tap.slot = index * per_row + m;
+    }
+    s->band_first.push_back(static_cast<int64_t>(s->band_src_rows.size()));
+  }
+}
+
+// Valid taps [lo, hi) of a phase's column whose tap 0 reads src column
+// `base`, taps stepping `step` (!= 0) columns, `taps` of them, in a src of
+// `width` columns. Division only: steps and bases may be huge.
+ColRun TapRange(int64_t base, int64_t step, int64_t taps, int64_t width) {
+  int64_t lo, hi;
+  if (step > 0) {
+    lo = base < 0 ? CeilDiv(-base, step) : 0;
+    hi = base >= width ? 0 : std::min(taps, CeilDiv(width - base, step));
+  } else {
+    const int64_t down = -step;
+    lo = base >= width ? CeilDiv(base - width + 1, down) : 0;
+    hi = base < 0 ? 0 : std::min(taps, base / down + 1);
+  }
+  if (lo >= hi) lo = hi = 0;
+  return ColRun{0, 0, lo, hi};
+}
+
+// Appends a phase of `taps` taps and cuts its columns into runs of equal
+// valid taps.
+void AddPhase(ColPhase ph, int64_t taps, int64_t src_cols,
+              ConvPlanStorage* s) {
+  ph.run_begin = static_cast<int64_t>(s->col_runs.size());
+  for (int64_t q = 0; q < ph.count; ++q) {
+    ColRun run = taps == 0 ? ColRun{0, 0, 0, 0}
+                           : TapRange(ph.src_begin + q * ph.src_step,
+                                      ph.tap_src_step, taps, src_cols);
+    if (s->col_runs.size() > static_cast<size_t>(ph.run_begin) &&
+        s->col_runs.back().tap_lo == run.tap_lo &&
+        s->col_runs.back().tap_hi == run.tap_hi) {
+      s->col_runs.back().end = q + 1;
+    } else {
+      run.begin = q;
+      run.end = q + 1;
+      s->col_runs.push_back(run);
+    }
+  }
+  ph.run_end = static_cast<int64_t>(s->col_runs.size());
+  s->phases.push_back(ph);
+}
+
+int64_t Gcd(int64_t a, int64_t b) {
+  while (b != 0) {
+    const int64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+// Forward: one phase, tap kw of output column q reads input column
+// q*stride + kw*dilation - pad. Input gradient: input columns of one residue
+// modulo the stride form a phase; the filter columns whose taps reach them
+// step by stride/gcd, the out_backprop columns back by dilation/gcd.
+void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
+  s->phases.clear();
+  s->col_runs.clear();
+  if (!input_grad) {
+    AddPhase(ColPhase{0, 1, g.out_cols, -g.pad_left, g.stride_cols,
+                      g.dilation_cols, 0, 1, 0, 0},
+             g.filter_cols, g.in_cols, s);
+    return;
+  }
+  const std::vector<Range> valid =
+      ValidRanges(g.filter_cols, g.in_cols, g.out_cols, g.stride_cols,
+                  g.dilation_cols, g.pad_left);
+  const int64_t gcd = Gcd(g.stride_cols, g.dilation_cols);
+  const int64_t phases = std::min(g.stride_cols, g.in_cols);
+  for (int64_t rho = 0; rho < phases; ++rho) {
+    ColPhase ph{rho, g.stride_cols, CeilDiv(g.in_cols - rho, g.stride_cols),
+                0, 1, -(g.dilation_cols / gcd), 0, g.stride_cols / gcd, 0, 0};
+    int64_t taps = 0;
+    for (int64_t kw = 0; kw < g.filter_cols; ++kw) {
+      if (valid[kw].begin >= valid[kw].end) continue;
+      const int64_t d = rho - (kw * g.dilation_cols - g.pad_left);
+      if (d % g.stride_cols != 0) continue;
+      if (taps == 0) {
+        ph.filter_begin = kw;
+        ph.src_begin = d / g.stride_cols;
+      }
+      ++taps;
+    }
+    AddPhase(ph, taps, g.out_cols, s);
+  }
+}
+
+// Per-thread scratch of a group of `group` blocks and `slots` staged slots.
+void SizeScratch(ConvPlan& p, int64_t slots) {
+  const int64_t L = p.lanes;
+  const int64_t G = p.group_blocks;
+  p.max_band_slots = slots;
+  p.slot_stride = G * p.src_cols * L;
+  p.expand_elems = 0;
+  if (p.multiplier > 1) {
+    // Src channels one group reads, as blocks (forward: they may start
+    // mid-block, so one more).
+    const int64_t channels =
+        p.input_grad ? G * L * p.multiplier : CeilDiv(G * L, p.multiplier) + L;
+    p.expand_elems = (CeilDiv(channels, L) + 1) * L * p.src_cols;
+  }
+  p.out_row_elems = p.layout == Layout::kNCHW ? G * p.dst_cols * L : 0;
+  p.scratch_bytes =
+      (slots * p.slot_stride + p.expand_elems + p.out_row_elems) *
+      AccumulatorSize(p.dtype);
+}
+
+void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
+                  ConvPlanStorage* s) {
+  ConvPlan& p = s->plan;
+  p = ConvPlan();
+  p.input_grad = input_grad;
+  p.dtype = dtype;
+  p.layout = g.layout;
+  p.batch = g.batch;
+  p.multiplier = g.depth_multiplier;
+  p.filter_cols = g.filter_cols;
+  if (!input_grad) {
+    p.src_rows = g.in_rows, p.src_cols = g.in_cols, p.src_depth = g.in_depth;
+    p.dst_rows = g.out_rows, p.dst_cols = g.out_cols, p.dst_depth = g.out_depth();
+    p.num_slices = g.filter_rows;
+  } else {
+    p.src_rows = g.out_rows, p.src_cols = g.out_cols, p.src_depth = g.out_depth();
+    p.dst_rows = g.in_rows, p.dst_cols = g.in_cols, p.dst_depth = g.in_depth;
+    p.num_slices = g.filter_rows * g.depth_multiplier;
+  }
+  const IsaInfo& info = InfoOf(isa);
+  p.lanes = dtype == DType::kDouble ? info.lanes_double : info.lanes_float;
+  p.num_blocks = CeilDiv(p.dst_depth, p.lanes);
+  p.filter_depth = p.num_blocks * p.lanes;
+  // The caller's filter already is [slice][kw][dst channel] when it holds
+  // accumulators, the multiplier does not interleave the input gradient's
+  // slices, and the channels fill whole vectors.
+  p.packed = !((dtype == DType::kFloat || dtype == DType::kDouble) &&
+               (!input_grad || g.depth_multiplier == 1) &&
+               p.dst_depth % p.lanes == 0);
+  p.workspace_bytes = p.packed ? p.num_slices * g.filter_cols * p.filter_depth *
+                                     AccumulatorSize(dtype)
+                               : 0;
+
+  MakeRowTaps(g, input_grad, s);
+  MakePhases(g, input_grad, s);
+  double row_taps = static_cast<double>(s->row_taps.size());
+  double col_taps = 0;
+  for (const ColRun& run : s->col_runs) {
+    col_taps += static_cast<double>((run.end - run.begin) * (run.tap_hi - run.tap_lo));
+  }
+  p.work = static_cast<double>(g.batch) * row_taps * col_taps * p.num_blocks;
+
+  // Bands and groups: all channels and bands of at least kMinBandRows (and
+  // twice the rows a filter spans) while the staging fits the budget, else
+  // narrower groups (down to 4 blocks), shorter bands, narrower groups.
+  const int64_t span = std::min(
+      p.dst_rows, CeilDiv(std::min(g.filter_rows * g.dilation_rows, p.src_rows),
+                          input_grad ? 1 : g.stride_rows));
+  p.group_blocks = p.num_blocks;
+  p.band_rows = std::min(p.dst_rows, std::max(kMinBandRows, 2 * span));
+  const int64_t min_group = std::min<int64_t>(4, p.num_blocks);
+  for (;;) {
+    SizeScratch(p, MaxBandSlots(p, *s, p.band_rows));
+    if (p.scratch_bytes <= kStageBudget) break;
+    if (p.group_blocks > min_group) {
+      p.group_blocks = CeilDiv(p.group_blocks, 2);
+    } else if (p.band_rows > 1) {
+      p.band_rows = CeilDiv(p.band_rows, 2);
+    } else if (p.group_blocks > 1) {
+      p.group_blocks = CeilDiv(p.group_blocks, 2);
+    } else {
+      break;  // rows wider than the budget: staged anyway
+    }
+  }
+  // Enough chunks for the threads: narrower groups first (free), then
+  // shorter bands (which stage shared rows twice).
+  const int64_t target = std::max<int64_t>(
+      1, std::min<int64_t>(kTargetChunks, SaturatingInt64(p.work / kMinChunkWork)));
+  auto chunks = [&] {
+    return g.batch * CeilDiv(p.dst_rows, p.band_rows) *
+           CeilDiv(p.num_blocks, p.group_blocks);
+  };
+  while (chunks() < target) {
+    if (p.group_blocks > 2) {
+      p.group_blocks = CeilDiv(p.group_blocks, 2);
+    } else if (p.band_rows > 2) {
+      p.band_rows = CeilDiv(p.band_rows, 2);
+    } else if (p.group_blocks > 1) {
+      p.group_blocks = 1;
+    } else if (p.band_rows > 1) {
+      p.band_rows = 1;
+    } else {
+      break;
+    }
+  }
+  p.num_groups = CeilDiv(p.num_blocks, p.group_blocks);
+  p.group_blocks = CeilDiv(p.num_blocks, p.num_groups);  // balanced
+  p.num_bands = CeilDiv(p.dst_rows, p.band_rows);
+  p.band_rows = CeilDiv(p.dst_rows, p.num_bands);
+  p.num_bands = CeilDiv(p.dst_rows, p.band_rows);
+  SizeScratch(p, MaxBandSlots(p, *s, p.band_rows));
+  MakeBands(s);
+
+  p.row_taps = s->row_taps.data();
+  p.row_tap_first = s->row_tap_first.data();
+  p.band_src_rows = s->band_src_rows.data();
+  p.band_first = s->band_first.data();
+  p.phases = s->phases.data();
+  p.num_phases = static_cast<int64_t>(s->phases.size());
+  p.col_runs = s->col_runs.data();
+}
+
+// The filter as accumulators, [slice][kw][filter_depth], slices [begin, end).
+template <typename T>
+void PackFilter(const Geometry& g, const ConvPlan& p, const T* filter,
+                int64_t begin, int64_t end, void* out) {
+  using Acc = typename AccumulatorOf<T>::type;
+  Acc* packed = static_cast<Acc*>(out);
+  const int64_t M = g.depth_multiplier;
+  for (int64_t slice = begin; slice < end; ++slice) {
+    const int64_t kh = slice % g.filter_rows, m = slice / g.filter_rows;
+    for (int64_t kw = 0; kw < g.filter_cols; ++kw) {
+      Acc* to = packed + (slice * g.filter_cols + kw) * p.filter_depth;
+      const T* from = filter + (kh * g.filter_cols + kw) * g.out_depth();
+      for (int64_t c = 0; c < p.filter_depth; ++c) {
+        if (c >= p.dst_depth) {
+          to[c] = Acc(0);
+        } else {
+          to[c] = Load(from + (p.input_grad ? c * M + m : c));
+        }
+      }
+    }
+  }
+}
+
+struct IsaChunk {
+  void (*run)(const ConvPlan& plan, int64_t chunk, void* scratch);
+};
+constexpr IsaChunk kIsaChunks[] = {
+    {&generic::RunConvChunk}, {&avx2::RunConvChunk}, {&avx512::RunConvChunk}};
+
+Status RunConv(const ConvPlanStorage& storage, const Geometry& g,
+               const void* src, const void* filter, void* dst,
+               void* workspace, const ParallelFor& parallel_for) {
+  ConvPlan plan = storage.plan;
+  plan.src = src;
+  plan.dst = dst;
+  plan.filter = filter;
+  if (plan.packed) {
+    plan.filter = workspace;
+    ForType(plan.dtype, [&](auto zero) {
+      using T = decltype(zero);
+      const T* f = static_cast<const T*>(filter);
+      parallel_for(plan.num_slices, g.filter_cols * plan.filter_depth * 4,
+                   [&](int64_t begin, int64_t end) {
+                     PackFilter(g, plan, f, begin, end, workspace);
+                   });
+    });
+  }
+  const auto run_chunk = kIsaChunks[static_cast<int>(storage.isa)].run;
+  std::atomic<bool> out_of_memory{false};
+  parallel_for(plan.num_chunks(),
+               SaturatingInt64(plan.work / plan.num_chunks()) + 1000,
+               [&](int64_t begin, int64_t end) {
+                 void* scratch = ThreadScratch(plan.scratch_bytes);
+                 if (scratch == nullptr) {
+                   out_of_memory = true;
+                   return;
+                 }
+                 for (int64_t c = begin; c < end; ++c) run_chunk(plan, c, scratch);
+               });
+  if (out_of_memory) {
+    return Status::ResourceExhausted("could not allocate " +
+                                     std::to_string(plan.scratch_bytes) +
+                                     " bytes of CPU staging memory");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+}  // namespace cpu
+
+namespace {
+
+template <typename Params>
+std::unique_ptr<cpu::ConvPlanStorage> MakeStorage(const Params& params,
+                                                  bool input_grad) {
+  if (NothingToSum(params.geo)) return nullptr;
+  auto storage = std::make_unique<cpu::ConvPlanStorage>();
+  storage->isa = cpu::ActiveIsa();
+  cpu::MakeConvPlan(params.geo, params.dtype, input_grad, storage->isa,
+                    storage.get());
+  return storage;
+}
+
+}  // namespace
+
+CpuConvPlan::CpuConvPlan(const ForwardParams& params)
+    : storage_(MakeStorage(params, false)) {}
+
+CpuConvPlan::CpuConvPlan(const InputGradParams& params)
+    : storage_(MakeStorage(params, true)) {}
+
+CpuConvPlan::~CpuConvPlan() = default;
+
+int64_t CpuConvPlan::workspace_bytes() const {
+  return storage_ != nullptr ? storage_->plan.workspace_bytes : 0;
+}
+
+Status RunCpu(const ForwardParams& params, const CpuConvPlan& plan,
+              void* workspace, const ParallelFor& parallel_for) {
+  if (WriteZerosIfNothingToSum(params)) return Status::Ok();
+  return cpu::RunConv(*plan.storage_, params.geo, params.input, params.filter,
+                      params.output, workspace, parallel_for);
+}
+
+Status RunCpu(const InputGradParams& params, const CpuConvPlan& plan,
+              void* workspace, const ParallelFor& parallel_for) {
+  if (WriteZerosIfNothingToSum(params)) return Status::Ok();
+  return cpu::RunConv(*plan.storage_, params.geo, params.out_backprop,
+                      params.filter, params.in_backprop, workspace,
+                      parallel_for);
+}
+
+}  // namespace dwop

@@ -1,0 +1,31 @@
+// The CPU forward and input gradient (conv.inc) compiled for
+// AVX2 + FMA + F16C: 8 float or 4 double lanes.
+// Built with this file's flags only (Makefile); runs only where cpu.cc found
+// the ISA.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "cc/kernels/cpu/conv_plan.h"
+#include "cc/kernels/cpu/plan.h"
+
+namespace dwop {
+namespace cpu {
+namespace avx2 {
+namespace {
+
+#include "cc/kernels/cpu/simd.inc"
+#include "cc/kernels/cpu/simd_avx2.inc"
+
+#include "cc/kernels/cpu/conv.inc"
+
+}  // namespace
+
+void RunConvChunk(const ConvPlan& plan, int64_t chunk, void* scratch) {
+  RunConvChunkAnyType(plan, chunk, scratch);
+}
+
+}  // namespace avx2
+}  // namespace cpu
+}  // namespace dwop

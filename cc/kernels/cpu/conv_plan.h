@@ -1,0 +1,130 @@
+// The plan of the CPU forward and input gradient (conv.h), shared by the
+// portable planner and driver (conv.cc) and the per-ISA kernels (conv.inc).
+//
+// Both ops are one gather: every element of the tensor written ("dst": the
+// output of the forward, in_backprop of the input gradient) is a sum over a
+// set of taps of the tensor read ("src": input, out_backprop) times the
+// filter. The input gradient is the forward of out_backprop with the filter
+// flipped, which for strides > 1 splits into phases (residues of the input
+// column modulo the stride) each with its own arithmetic progression of
+// filter columns; rows are listed tap by tap. So one kernel runs both:
+//
+//   dst[n, r, col, k] = sum over RowTap (slot, slice) of dst row r,
+//                       sum over t in [tap_lo[col], tap_hi[col]) of
+//     staged[slot][col's src column + t * tap_src_step][k]
+//     * filter[slice][filter_begin + t * filter_step][k]
+//
+// Plain data and integer tables only: the ISA units include this header.
+#ifndef DWOP_CC_KERNELS_CPU_CONV_PLAN_H_
+#define DWOP_CC_KERNELS_CPU_CONV_PLAN_H_
+
+#include <cstdint>
+
+#include "cc/kernels/common/params.h"
+
+namespace dwop {
+namespace cpu {
+
+// One row tap of a dst row: the staged src row (its slot in the band's
+// staging, see ConvPlan::band_first) and the filter slice it meets.
+struct RowTap {
+  int64_t slot;
+  int64_t slice;
+};
+
+// The dst columns dst_begin + q * dst_step, q in [0, count), and their taps:
+// tap t of column q reads src column src_begin + q * src_step +
+// t * tap_src_step with filter column filter_begin + t * filter_step, for t
+// in the range of q's ColRun: the taps whose src columns lie inside the
+// tensor. The runs col_runs[run_begin .. run_end) cover [0, count) in order.
+struct ColPhase {
+  int64_t dst_begin, dst_step, count;
+  int64_t src_begin, src_step, tap_src_step;
+  int64_t filter_begin, filter_step;
+  int64_t run_begin, run_end;
+};
+
+// Columns [begin, end) of a phase whose valid taps are [tap_lo, tap_hi)
+// (empty: the columns are zero).
+struct ColRun {
+  int64_t begin, end;
+  int64_t tap_lo, tap_hi;
+};
+
+struct ConvPlan {
+  bool input_grad = false;  // else forward
+  DType dtype = DType::kFloat;
+  Layout layout = Layout::kNHWC;
+  int64_t batch = 0;
+  int64_t multiplier = 1;
+  // The tensor read and the one written; depth = channels of that tensor.
+  int64_t src_rows = 0, src_cols = 0, src_depth = 0;
+  int64_t dst_rows = 0, dst_cols = 0, dst_depth = 0;
+  int64_t filter_cols = 0;  // KW
+
+  // Channel blocks of dst (lanes each, the last one maybe short), grouped
+  // group_blocks at a time; dst rows in bands of band_rows. A chunk is one
+  // (image, band, group): chunk = (n * num_bands + band) * num_groups + group.
+  int64_t lanes = 0;
+  int64_t num_blocks = 0;
+  int64_t group_blocks = 0, num_groups = 0;
+  int64_t band_rows = 0, num_bands = 0;
+
+  // Rows: dst row r's taps are row_taps[row_tap_first[r] ..
+  // row_tap_first[r + 1]); band b stages the src rows
+  // band_src_rows[band_first[b] .. band_first[b + 1]) (increasing) into
+  // slots 0, 1, ... (times `multiplier` slots each for the input gradient:
+  // slot = row slot * multiplier + m holds out_backprop channels c*M + m).
+  const RowTap* row_taps = nullptr;
+  const int64_t* row_tap_first = nullptr;  // [dst_rows + 1]
+  const int64_t* band_src_rows = nullptr;
+  const int64_t* band_first = nullptr;  // [num_bands + 1]
+  int64_t max_band_slots = 0;           // slots of the largest band
+
+  // Columns.
+  const ColPhase* phases = nullptr;
+  int64_t num_phases = 0;
+  const ColRun* col_runs = nullptr;
+
+  // The filter as accumulator-typed vectors: [slices][filter_cols]
+  // [filter_depth], filter_depth = num_blocks * lanes (zero lanes past
+  // dst_depth); slice = kh (forward) or m * KH + kh (input gradient).
+  // Either the caller's filter itself (packed == false: its layout already
+  // is that) or a copy in the workspace.
+  bool packed = false;
+  int64_t num_slices = 0;
+  int64_t filter_depth = 0;
+  int64_t workspace_bytes = 0;
+
+  // Per-thread scratch (bytes, 64-byte aligned): the staged slots, the
+  // staging buffer of a multiplier's expansion, the NCHW output row.
+  int64_t slot_stride = 0;   // elements of one staged slot (group x src row)
+  int64_t expand_elems = 0;  // elements of the expansion buffer
+  int64_t out_row_elems = 0;  // elements of the NCHW output row
+  int64_t scratch_bytes = 0;
+  double work = 0;  // vector FMAs of the whole problem
+
+  // Buffers.
+  const void* src = nullptr;
+  const void* filter = nullptr;  // accumulator-typed, as described above
+  void* dst = nullptr;
+
+  int64_t num_chunks() const { return batch * num_bands * num_groups; }
+};
+
+// The entry points of each ISA unit (conv_<isa>.cc): runs one chunk with
+// thread-private `scratch` of plan.scratch_bytes.
+namespace avx512 {
+void RunConvChunk(const ConvPlan& plan, int64_t chunk, void* scratch);
+}  // namespace avx512
+namespace avx2 {
+void RunConvChunk(const ConvPlan& plan, int64_t chunk, void* scratch);
+}  // namespace avx2
+namespace generic {
+void RunConvChunk(const ConvPlan& plan, int64_t chunk, void* scratch);
+}  // namespace generic
+
+}  // namespace cpu
+}  // namespace dwop
+
+#endif  // DWOP_CC_KERNELS_CPU_CONV_PLAN_H_
