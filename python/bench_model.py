@@ -244,9 +244,9 @@ def _cells(op_row, wrong_mark, error_text):
   return [ms_cell(impls.get("dwop", {}), wrong_mark, error_text),
           ms_cell(impls.get("tf_onednn", {}), wrong_mark, error_text),
           ms_cell(impls.get("tf_native", {}), wrong_mark, error_text),
-          fmt(op_row["speedup"], ".1f") + ("x" if op_row["speedup"] else ""),
+          fmt(op_row["speedup"], ".3g") + ("x" if op_row["speedup"] else ""),
           fmt(op_row["roofline_ms"], ".2f"),
-          fmt(op_row["roofline_ratio"], ".1f"),
+          fmt(op_row["roofline_ratio"], ".3g"),
           fmt(op_row["thread_scaling"], ".2f"),
           fmt(dwop_err, ".1e")]
 
@@ -275,12 +275,12 @@ def text_lines(row):
 def _summary_table(summ):
   ops = [op for op in OPS + ("total",) if op in summ]
   metrics = [
-      ("geomean speed-up over best TF", "geomean_speedup", ".2f", "x"),
+      ("geomean speed-up over best TF", "geomean_speedup", ".3g", "x"),
       (f"geomean speed-up, filters >= {LARGE_FILTER}x{LARGE_FILTER}",
-       "geomean_speedup_k7_plus", ".2f", "x"),
-      ("min speed-up", "min_speedup", ".2f", "x"),
-      ("median dwop / roofline", "median_roofline_ratio", ".2f", ""),
-      ("worst dwop / roofline", "worst_roofline_ratio", ".2f", ""),
+       "geomean_speedup_k7_plus", ".3g", "x"),
+      ("min speed-up", "min_speedup", ".3g", "x"),
+      ("median dwop / roofline", "median_roofline_ratio", ".3g", ""),
+      ("worst dwop / roofline", "worst_roofline_ratio", ".3g", ""),
       ("median 2T/1T, large cases", "median_2t_1t_large", ".2f", ""),
       ("min 2T/1T, large cases", "min_2t_1t_large", ".2f", ""),
       ("max dwop relative error", "max_dwop_rel_error", ".1e", ""),
