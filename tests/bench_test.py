@@ -212,7 +212,8 @@ class RowsAndSummaryTest(absltest.TestCase):
   def test_summary(self):
     s = self.summary
     fwd = s["forward"]
-    self.assertAlmostEqual(fwd["geomean_speedup"], (0.5 * 4.0 * 10.0) ** (1 / 3))
+    self.assertAlmostEqual(fwd["geomean_speedup"],
+                           (0.5 * 4.0 * 10.0) ** (1 / 3))
     self.assertAlmostEqual(fwd["geomean_speedup_k7_plus"], math.sqrt(40.0))
     self.assertAlmostEqual(fwd["min_speedup"], 0.5)
     self.assertEqual(fwd["min_speedup_case"], "mnv2_7x7x960_k3")
