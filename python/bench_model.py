@@ -386,11 +386,13 @@ def plot(rows, path, title):
     ax2.set_yscale("log")
     ax2.set_ylabel("dwop time / roofline")
     for ax in (ax1, ax2):
+      ax.yaxis.set_major_locator(ticker.LogLocator(10, subs=(1, 2, 5)))
       ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
       ax.yaxis.set_minor_formatter(ticker.NullFormatter())
   for ax in axes[-1]:
     plt.setp(ax.get_xticklabels(), rotation=75, ha="right", fontsize=8)
-  fig.suptitle(title)
+  fig.suptitle(f"{title}\n(hatched: the best TensorFlow result is wrong; "
+               "dwop / roofline: 1 is the machine's limit)")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
