@@ -10,7 +10,7 @@ registers both classes for serialisation as "dwop>DepthwiseConv2D" and
 
 Under XLA (`compile(jit_compile=True)`, which Keras' default
 `jit_compile="auto"` chooses on machines with a GPU) the layers still work and
-train with TensorFlow's filter gradient: a custom op cannot be compiled.
+train with TensorFlow's ops: a custom op cannot be compiled.
 """
 
 import keras
@@ -94,7 +94,7 @@ def _bias_and_activation(layer, outputs, channels):
 
 @keras.saving.register_keras_serializable(package="dwop")
 class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
-  """`keras.layers.DepthwiseConv2D` whose kernel gradient is computed by dwop.
+  """`keras.layers.DepthwiseConv2D` computed by dwop's ops, gradients included.
 
   Same arguments, weights, config and outputs as Keras' layer (see its
   documentation): `kernel_size`, `strides`, `padding` ("valid" or "same"),
@@ -116,7 +116,7 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
 
 @keras.saving.register_keras_serializable(package="dwop")
 class SeparableConv2D(keras.layers.SeparableConv2D):
-  """`keras.layers.SeparableConv2D` whose depthwise kernel gradient is dwop's.
+  """`keras.layers.SeparableConv2D` whose depthwise part is dwop's ops.
 
   Same arguments, weights, config and outputs as Keras' layer (see its
   documentation): `filters`, `kernel_size`, `strides`, `padding`,

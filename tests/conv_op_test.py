@@ -185,6 +185,42 @@ class InputGradTest(parameterized.TestCase):
     check_input_grad(case)
 
 
+_NATIVE_CHILD = """
+import cases, conv_op_test, tf_paths
+results = {}
+for case in cases.cross_section(cases.CONFORMANCE):
+  for op, check in (("forward", conv_op_test.check_forward),
+                    ("input_grad", conv_op_test.check_input_grad)):
+    try:
+      results[f"{case.name}_{op}"] = [check(case), None]
+    except Exception as e:  # reported to the parent, one test per case
+      results[f"{case.name}_{op}"] = [None, f"{type(e).__name__}: {e}"]
+report({"onednn": tf_paths.onednn_enabled(), "results": results})
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _native_results():
+  return testing.run_python_json(_NATIVE_CHILD, env=testing.NATIVE_TF)
+
+
+class NativeTensorFlowTest(parameterized.TestCase):
+  """A cross-section against TensorFlow without oneDNN (its native kernels
+  refuse NCHW, so NCHW cases compare on transposed data), in one child
+  process."""
+
+  def test_child_runs_without_onednn(self):
+    self.assertFalse(_native_results()["onednn"])
+
+  @parameterized.named_parameters(
+      (f"{case.name}_{op}", f"{case.name}_{op}")
+      for case in cases.cross_section(cases.CONFORMANCE)
+      for op in ("forward", "input_grad"))
+  def test_case(self, key):
+    path, error = _native_results()["results"][key]
+    self.assertIsNone(error, f"(TensorFlow path {path})")
+
+
 def _tf_configs():
   """TensorFlow's own kernel-test configurations for depthwise convolution
   (tensorflow/python/kernel_tests/nn_ops/depthwise_conv_op_base.py:
@@ -330,6 +366,23 @@ class ShapeFunctionTest(parameterized.TestCase):
         tf.TensorSpec([None], tf.int32), tf.TensorSpec(None, tf.float32),
         tf.TensorSpec(None, tf.float32)).output_shapes.as_list()
     self.assertEqual(shape, [None] * 4)
+
+  @parameterized.named_parameters(("length_3", [3]), ("rank_2", [2, 2]))
+  def test_input_sizes_of_static_shape_other_than_4_raise(self, shape):
+    fn = tf.function(lambda s, w, dy: dwop.depthwise_conv2d_backprop_input(
+        s, w, dy, [1, 1, 1, 1], "SAME"))
+    with self.assertRaisesRegex(ValueError, "input_sizes"):
+      fn.get_concrete_function(tf.TensorSpec(shape, tf.int32),
+                               tf.TensorSpec(None, tf.float32),
+                               tf.TensorSpec(None, tf.float32))
+
+  def test_constant_input_sizes_of_length_3_raise(self):
+    fn = tf.function(lambda w, dy: dwop.depthwise_conv2d_backprop_input(
+        tf.constant([2, 9, 9]), w, dy, [1, 1, 1, 1], "SAME"))
+    with self.assertRaisesRegex(ValueError,
+                                r"input_sizes must have 4 entries.*but got 3"):
+      fn.get_concrete_function(tf.TensorSpec(None, tf.float32),
+                               tf.TensorSpec(None, tf.float32))
 
   @parameterized.named_parameters(*[(d, d) for d in cases.DTYPES])
   def test_output_dtype(self, dtype):

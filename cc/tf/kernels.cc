@@ -179,7 +179,7 @@ struct Launcher<GpuDevice> {
     return ToTf(::dwop::RunCuda(params, plan, workspace_data,
                                 stream->platform_specific_handle().stream));
   }
-#if DWOP_WITH_CUDA_CONV
+#ifdef DWOP_WITH_CUDA_CONV
   // The forward and the input gradient (PlanCuda/RunCuda overloads of
   // cc/kernels/cuda/cuda.h for ForwardParams and InputGradParams).
   template <typename Params>
@@ -406,7 +406,7 @@ TF_CALL_double(DWOP_REGISTER_GPU);
 
 // The forward and input gradient on GPU exist once the CUDA kernels do;
 // until then TensorFlow places these two ops on the CPU.
-#if DWOP_WITH_CUDA_CONV
+#ifdef DWOP_WITH_CUDA_CONV
 #define DWOP_REGISTER_GPU(T)                                         \
   REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dNative")          \
                               .Device(DEVICE_GPU)                    \
