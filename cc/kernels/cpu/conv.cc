@@ -25,7 +25,7 @@ struct ConvPlanStorage {
   std::vector<RowTap> row_taps;
   std::vector<int64_t> row_tap_first, band_src_rows, band_first;
   std::vector<ColPhase> phases;
-  std::vector<ColRun> col_runs;
+  std::vector<int64_t> tap_lo, tap_hi;
 };
 
 namespace {
@@ -130,8 +130,9 @@ void MakeBands(ConvPlanStorage* s) {
 
 // Valid taps [lo, hi) of a phase's column whose tap 0 reads src column
 // `base`, taps stepping `step` (!= 0) columns, `taps` of them, in a src of
-// `width` columns. Division only: steps and bases may be huge.
-ColRun TapRange(int64_t base, int64_t step, int64_t taps, int64_t width) {
+// `width` columns ([0, 0) when none). Division only: steps and bases may be
+// huge.
+Range TapRange(int64_t base, int64_t step, int64_t taps, int64_t width) {
   int64_t lo, hi;
   if (step > 0) {
     lo = base < 0 ? CeilDiv(-base, step) : 0;
@@ -141,30 +142,20 @@ ColRun TapRange(int64_t base, int64_t step, int64_t taps, int64_t width) {
     lo = base >= width ? CeilDiv(base - width + 1, down) : 0;
     hi = base < 0 ? 0 : std::min(taps, base / down + 1);
   }
-  if (lo >= hi) lo = hi = 0;
-  return ColRun{0, 0, lo, hi};
+  return lo < hi ? Range{lo, hi} : Range{0, 0};
 }
 
-// Appends a phase of `taps` taps and cuts its columns into runs of equal
-// valid taps.
-void AddPhase(ColPhase ph, int64_t taps, int64_t src_cols,
+// Appends a phase of `taps` taps and the valid taps of its columns.
+void AddPhase(const ColPhase& ph, int64_t taps, int64_t src_cols,
               ConvPlanStorage* s) {
-  ph.run_begin = static_cast<int64_t>(s->col_runs.size());
   for (int64_t q = 0; q < ph.count; ++q) {
-    ColRun run = taps == 0 ? ColRun{0, 0, 0, 0}
-                           : TapRange(ph.src_begin + q * ph.src_step,
-                                      ph.tap_src_step, taps, src_cols);
-    if (s->col_runs.size() > static_cast<size_t>(ph.run_begin) &&
-        s->col_runs.back().tap_lo == run.tap_lo &&
-        s->col_runs.back().tap_hi == run.tap_hi) {
-      s->col_runs.back().end = q + 1;
-    } else {
-      run.begin = q;
-      run.end = q + 1;
-      s->col_runs.push_back(run);
-    }
+    const Range valid = taps == 0 ? Range{0, 0}
+                                  : TapRange(ph.src_begin + q * ph.src_step,
+                                             ph.tap_src_step, taps, src_cols);
+    const int64_t col = ph.dst_begin + q * ph.dst_step;
+    s->tap_lo[col] = valid.begin;
+    s->tap_hi[col] = valid.end;
   }
-  ph.run_end = static_cast<int64_t>(s->col_runs.size());
   s->phases.push_back(ph);
 }
 
@@ -183,10 +174,12 @@ int64_t Gcd(int64_t a, int64_t b) {
 // step by stride/gcd, the out_backprop columns back by dilation/gcd.
 void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
   s->phases.clear();
-  s->col_runs.clear();
+  const int64_t dst_cols = input_grad ? g.in_cols : g.out_cols;
+  s->tap_lo.assign(dst_cols, 0);
+  s->tap_hi.assign(dst_cols, 0);
   if (!input_grad) {
     AddPhase(ColPhase{0, 1, g.out_cols, -g.pad_left, g.stride_cols,
-                      g.dilation_cols, 0, 1, 0, 0},
+                      g.dilation_cols, 0, 1},
              g.filter_cols, g.in_cols, s);
     return;
   }
@@ -197,7 +190,7 @@ void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
   const int64_t phases = std::min(g.stride_cols, g.in_cols);
   for (int64_t rho = 0; rho < phases; ++rho) {
     ColPhase ph{rho, g.stride_cols, CeilDiv(g.in_cols - rho, g.stride_cols),
-                0, 1, -(g.dilation_cols / gcd), 0, g.stride_cols / gcd, 0, 0};
+                0, 1, -(g.dilation_cols / gcd), 0, g.stride_cols / gcd};
     int64_t taps = 0;
     for (int64_t kw = 0; kw < g.filter_cols; ++kw) {
       if (valid[kw].begin >= valid[kw].end) continue;
@@ -228,9 +221,14 @@ void SizeScratch(ConvPlan& p, int64_t slots) {
     p.expand_elems = (CeilDiv(channels, L) + 1) * L * p.src_cols;
   }
   p.out_row_elems = p.layout == Layout::kNCHW ? G * p.dst_cols * L : 0;
+  if (p.direct) {
+    p.max_band_slots = 0;
+    p.slot_stride = 0;
+  }
   p.scratch_bytes =
-      (slots * p.slot_stride + p.expand_elems + p.out_row_elems) *
-      AccumulatorSize(p.dtype);
+      2 * p.max_row_taps * static_cast<int64_t>(sizeof(void*)) +
+      (p.max_band_slots * p.slot_stride + p.expand_elems + p.out_row_elems) *
+          AccumulatorSize(p.dtype);
 }
 
 void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
@@ -255,31 +253,40 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   const IsaInfo& info = InfoOf(isa);
   p.lanes = dtype == DType::kDouble ? info.lanes_double : info.lanes_float;
   p.num_blocks = CeilDiv(p.dst_depth, p.lanes);
-  p.filter_depth = p.num_blocks * p.lanes;
-  // The caller's filter already is [slice][kw][dst channel] when it holds
-  // accumulators, the multiplier does not interleave the input gradient's
-  // slices, and the channels fill whole vectors.
-  p.packed = !((dtype == DType::kFloat || dtype == DType::kDouble) &&
-               (!input_grad || g.depth_multiplier == 1) &&
-               p.dst_depth % p.lanes == 0);
-  p.workspace_bytes = p.packed ? p.num_slices * g.filter_cols * p.filter_depth *
-                                     AccumulatorSize(dtype)
-                               : 0;
+  p.filter_block_stride = p.num_slices * g.filter_cols * p.lanes;
+  p.workspace_bytes =
+      p.num_blocks * p.filter_block_stride * AccumulatorSize(dtype);
 
+  // In place where nothing needs converting, spreading or transposing and
+  // the channels fill whole vectors, unless the pixels lie a multiple of
+  // 1 KiB apart: then a column's taps all map to the same few L1 sets (512
+  // float channels: 2 of 64), and the staged copy is faster.
+  p.direct = g.layout == Layout::kNHWC && g.depth_multiplier == 1 &&
+             (dtype == DType::kFloat || dtype == DType::kDouble) &&
+             p.src_depth % p.lanes == 0 &&
+             p.src_depth * AccumulatorSize(dtype) % 1024 != 0;
   MakeRowTaps(g, input_grad, s);
   MakePhases(g, input_grad, s);
+  for (int64_t r = 0; r < p.dst_rows; ++r) {
+    p.max_row_taps = std::max(p.max_row_taps,
+                              s->row_tap_first[r + 1] - s->row_tap_first[r]);
+  }
   double row_taps = static_cast<double>(s->row_taps.size());
   double col_taps = 0;
-  for (const ColRun& run : s->col_runs) {
-    col_taps += static_cast<double>((run.end - run.begin) * (run.tap_hi - run.tap_lo));
+  for (size_t col = 0; col < s->tap_lo.size(); ++col) {
+    col_taps += static_cast<double>(s->tap_hi[col] - s->tap_lo[col]);
   }
   p.work = static_cast<double>(g.batch) * row_taps * col_taps * p.num_blocks;
 
   // Bands and groups: all channels and bands of at least kMinBandRows (and
   // twice the rows a filter spans) while the staging fits the budget, else
   // narrower groups (down to 4 blocks), shorter bands, narrower groups.
+  // (In floating point: a dilation may be huge.)
+  const double filter_span = std::min(
+      static_cast<double>(g.filter_rows) * static_cast<double>(g.dilation_rows),
+      static_cast<double>(p.src_rows));
   const int64_t span = std::min(
-      p.dst_rows, CeilDiv(std::min(g.filter_rows * g.dilation_rows, p.src_rows),
+      p.dst_rows, CeilDiv(static_cast<int64_t>(filter_span),
                           input_grad ? 1 : g.stride_rows));
   p.group_blocks = p.num_blocks;
   p.band_rows = std::min(p.dst_rows, std::max(kMinBandRows, 2 * span));
@@ -332,26 +339,26 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   p.band_first = s->band_first.data();
   p.phases = s->phases.data();
   p.num_phases = static_cast<int64_t>(s->phases.size());
-  p.col_runs = s->col_runs.data();
+  p.tap_lo = s->tap_lo.data();
+  p.tap_hi = s->tap_hi.data();
 }
 
-// The filter as accumulators, [slice][kw][filter_depth], slices [begin, end).
+// Packs channel blocks [begin, end) of the filter (ConvPlan::filter).
 template <typename T>
 void PackFilter(const Geometry& g, const ConvPlan& p, const T* filter,
                 int64_t begin, int64_t end, void* out) {
   using Acc = typename AccumulatorOf<T>::type;
-  Acc* packed = static_cast<Acc*>(out);
-  const int64_t M = g.depth_multiplier;
-  for (int64_t slice = begin; slice < end; ++slice) {
-    const int64_t kh = slice % g.filter_rows, m = slice / g.filter_rows;
-    for (int64_t kw = 0; kw < g.filter_cols; ++kw) {
-      Acc* to = packed + (slice * g.filter_cols + kw) * p.filter_depth;
-      const T* from = filter + (kh * g.filter_cols + kw) * g.out_depth();
-      for (int64_t c = 0; c < p.filter_depth; ++c) {
-        if (c >= p.dst_depth) {
-          to[c] = Acc(0);
-        } else {
-          to[c] = Load(from + (p.input_grad ? c * M + m : c));
+  const int64_t M = g.depth_multiplier, L = p.lanes;
+  for (int64_t block = begin; block < end; ++block) {
+    Acc* to = static_cast<Acc*>(out) + block * p.filter_block_stride;
+    for (int64_t slice = 0; slice < p.num_slices; ++slice) {
+      const int64_t kh = slice % g.filter_rows, m = slice / g.filter_rows;
+      for (int64_t kw = 0; kw < g.filter_cols; ++kw, to += L) {
+        const T* from = filter + (kh * g.filter_cols + kw) * g.out_depth();
+        for (int64_t i = 0; i < L; ++i) {
+          const int64_t c = block * L + i;
+          to[i] = c < p.dst_depth ? Load(from + (p.input_grad ? c * M + m : c))
+                                  : Acc(0);
         }
       }
     }
@@ -370,24 +377,23 @@ Status RunConv(const ConvPlanStorage& storage, const Geometry& g,
   ConvPlan plan = storage.plan;
   plan.src = src;
   plan.dst = dst;
-  plan.filter = filter;
-  if (plan.packed) {
-    plan.filter = workspace;
-    ForType(plan.dtype, [&](auto zero) {
-      using T = decltype(zero);
-      const T* f = static_cast<const T*>(filter);
-      parallel_for(plan.num_slices, g.filter_cols * plan.filter_depth * 4,
-                   [&](int64_t begin, int64_t end) {
-                     PackFilter(g, plan, f, begin, end, workspace);
-                   });
-    });
-  }
+  plan.filter = workspace;
+  ForType(plan.dtype, [&](auto zero) {
+    using T = decltype(zero);
+    const T* f = static_cast<const T*>(filter);
+    parallel_for(plan.num_blocks, plan.filter_block_stride * 4,
+                 [&](int64_t begin, int64_t end) {
+                   PackFilter(g, plan, f, begin, end, workspace);
+                 });
+  });
   const auto run_chunk = kIsaChunks[static_cast<int>(storage.isa)].run;
   std::atomic<bool> out_of_memory{false};
   parallel_for(plan.num_chunks(),
                SaturatingInt64(plan.work / plan.num_chunks()) + 1000,
                [&](int64_t begin, int64_t end) {
-                 void* scratch = ThreadScratch(plan.scratch_bytes);
+                 // (At least a line: a fresh thread's empty buffer is null.)
+                 void* scratch =
+                     ThreadScratch(std::max<int64_t>(plan.scratch_bytes, 64));
                  if (scratch == nullptr) {
                    out_of_memory = true;
                    return;

@@ -35,20 +35,13 @@ struct RowTap {
 // The dst columns dst_begin + q * dst_step, q in [0, count), and their taps:
 // tap t of column q reads src column src_begin + q * src_step +
 // t * tap_src_step with filter column filter_begin + t * filter_step, for t
-// in the range of q's ColRun: the taps whose src columns lie inside the
-// tensor. The runs col_runs[run_begin .. run_end) cover [0, count) in order.
+// in [tap_lo[col], tap_hi[col]) (ConvPlan): the taps whose src columns lie
+// inside the tensor (empty: the column is zero). The ranges are monotone in
+// q.
 struct ColPhase {
   int64_t dst_begin, dst_step, count;
   int64_t src_begin, src_step, tap_src_step;
   int64_t filter_begin, filter_step;
-  int64_t run_begin, run_end;
-};
-
-// Columns [begin, end) of a phase whose valid taps are [tap_lo, tap_hi)
-// (empty: the columns are zero).
-struct ColRun {
-  int64_t begin, end;
-  int64_t tap_lo, tap_hi;
 };
 
 struct ConvPlan {
@@ -80,20 +73,25 @@ struct ConvPlan {
   const int64_t* band_src_rows = nullptr;
   const int64_t* band_first = nullptr;  // [num_bands + 1]
   int64_t max_band_slots = 0;           // slots of the largest band
+  int64_t max_row_taps = 0;             // taps of the dst row with most
+  // Nothing staged: the kernels read src in place (accumulator-typed NHWC
+  // without a multiplier, whole vectors of channels); slot = row index in
+  // the band.
+  bool direct = false;
 
   // Columns.
   const ColPhase* phases = nullptr;
   int64_t num_phases = 0;
-  const ColRun* col_runs = nullptr;
+  const int64_t* tap_lo = nullptr;  // [dst_cols]
+  const int64_t* tap_hi = nullptr;  // [dst_cols]
 
-  // The filter as accumulator-typed vectors: [slices][filter_cols]
-  // [filter_depth], filter_depth = num_blocks * lanes (zero lanes past
-  // dst_depth); slice = kh (forward) or m * KH + kh (input gradient).
-  // Either the caller's filter itself (packed == false: its layout already
-  // is that) or a copy in the workspace.
-  bool packed = false;
+  // The filter, packed into the workspace as accumulator-typed vectors,
+  // one channel block after another (so that a block's taps are contiguous
+  // whatever the channel count): [num_blocks][num_slices][filter_cols]
+  // [lanes], zero lanes past dst_depth; slice = kh (forward) or m * KH + kh
+  // (input gradient); filter_block_stride = num_slices * filter_cols * lanes.
   int64_t num_slices = 0;
-  int64_t filter_depth = 0;
+  int64_t filter_block_stride = 0;
   int64_t workspace_bytes = 0;
 
   // Per-thread scratch (bytes, 64-byte aligned): the staged slots, the
@@ -106,7 +104,7 @@ struct ConvPlan {
 
   // Buffers.
   const void* src = nullptr;
-  const void* filter = nullptr;  // accumulator-typed, as described above
+  const void* filter = nullptr;  // packed, as described above
   void* dst = nullptr;
 
   int64_t num_chunks() const { return batch * num_bands * num_groups; }

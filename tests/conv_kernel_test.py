@@ -1,0 +1,223 @@
+"""The fast CPU forward and input gradient (cc/kernels/cpu/conv*) through the
+C ABI, without TensorFlow.
+
+Like tests/cpu_kernel_test.py (whose ISA switching, tile-edge geometries and
+extents this suite reuses): every ISA level runs in this one process
+(DWOP_CPU_ISA is read on every call), each case is checked against the
+float64 NumPy oracle (python/reference.py) with a per-dtype tolerance and
+against the naive C++ reference backend, and outputs are NaN-poisoned by
+python/cabi.py before every call, so an element the kernel forgets to write
+fails.
+"""
+
+import functools
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import numpy as np
+
+import testing
+
+import cases  # pylint: disable=g-import-not-at-top,wrong-import-order
+import cpu_kernel_test  # pylint: disable=g-import-not-at-top,wrong-import-order
+import reference  # pylint: disable=g-import-not-at-top,wrong-import-order
+
+ISA_LEVELS = cpu_kernel_test.ISA_LEVELS
+OPS = ("forward", "input_grad")
+environment = cpu_kernel_test.environment
+supported_levels = cpu_kernel_test.supported_levels
+
+
+def filter_values(case, seed):
+  """A filter exactly representable in every dtype (like random_inputs)."""
+  rng = np.random.default_rng(seed + 101)
+  return rng.integers(-8, 9, case.filter) / 8.0
+
+
+def operands(op, case, seed):
+  """The op's two float64 operands: (input, filter) or (filter, out_backprop)."""
+  x, dy = case.random_inputs(seed=seed)
+  f = filter_values(case, seed)
+  return (x, f) if op == "forward" else (f, dy)
+
+
+def run(op, case, a, b, backend="cpu", num_threads=2):
+  dtype = testing.numpy_dtype(case.dtype)
+  lib = cpu_kernel_test.library()
+  args = (case.tf_strides, case.tf_padding, case.data_format,
+          case.tf_dilations)
+  if op == "forward":
+    got = lib.forward(a.astype(dtype), b.astype(dtype), *args,
+                      backend=backend, num_threads=num_threads)
+  else:
+    got = lib.input_grad(case.input_shape, a.astype(dtype), b.astype(dtype),
+                         *args, backend=backend, num_threads=num_threads)
+  return got.astype(np.float64)
+
+
+def oracle(op, case, a, b):
+  args = (case.tf_strides, case.tf_padding, case.data_format,
+          case.tf_dilations)
+  if op == "forward":
+    return reference.depthwise_conv2d(a, b, *args)
+  return reference.depthwise_conv2d_backprop_input(case.input_shape, a, b,
+                                                   *args)
+
+
+def tolerance(op, case, a, b):
+  """testing.tolerance's bound for a sum of this op's terms per element."""
+  kh, kw, _, m = case.filter
+  terms = max(1, kh * kw * (m if op == "input_grad" else 1))
+  scale = (np.abs(a).max(initial=0.0) * np.abs(b).max(initial=0.0) *
+           np.sqrt(terms) + 1e-30)
+  return testing.RTOL[case.dtype] * scale * 4
+
+
+@functools.lru_cache(maxsize=None)
+def expected(op, case):
+  """(a, b, float64 oracle, C++ reference backend) of a case, computed once
+  (read-only arrays: callers share them)."""
+  a, b = operands(op, case, seed=len(case.name))
+  arrays = (a, b, oracle(op, case, a, b), run(op, case, a, b, "reference"))
+  for v in arrays:
+    v.flags.writeable = False
+  return arrays
+
+
+# Filters much larger than the map (most taps read padding, no column block
+# has uniform taps) and a strided, dilated input gradient of many phases.
+LARGE_FILTER_CASES = [
+    cases.Case(f"{name}_{layout.lower()}_{dtype}", x, f, s, p, d, layout,
+               dtype)
+    for name, x, f, s, p, d in [
+        ("k31_on_14x14", (1, 14, 14, 20), (31, 31, 20, 1), (1, 1), "SAME",
+         (1, 1)),
+        ("k27_on_8x8", (2, 8, 8, 17), (27, 27, 17, 1), (1, 1), "SAME",
+         (1, 1)),
+        ("k7_s3_d2_m2", (1, 23, 25, 6), (7, 7, 6, 2), (3, 3),
+         ((4, 7), (2, 9)), (2, 2)),
+        ("s4x3_d3x2_k5x6", (2, 19, 22, 9), (5, 6, 9, 1), (4, 3), "SAME",
+         (3, 2)),
+    ]
+    for layout in cases.LAYOUTS for dtype in ("float32", "bfloat16")
+] + [
+    # Every tap reads padding: no row has a tap (and, read in place, the
+    # kernel needs no scratch at all), the result is zeros.
+    cases.Case(f"all_padding_{dtype}", (2, 1, 1, 16), (1, 1, 16, 1), (3, 3),
+               ((2, 0), (2, 0)), (1, 1), "NHWC", dtype)
+    for dtype in ("float32", "float64")
+]
+
+
+def _named(case_list, levels=ISA_LEVELS):
+  return [(f"{op}_{c.name}_{isa}", op, c, isa)
+          for c in case_list for op in OPS for isa in levels]
+
+
+class ConvKernelTest(parameterized.TestCase):
+
+  def check(self, op, case, isa, num_threads=2):
+    if isa not in supported_levels():
+      self.skipTest(f"this CPU has no {isa}")
+    a, b, want, ref = expected(op, case)
+    with environment(DWOP_CPU_ISA=isa):
+      self.assertEqual(cpu_kernel_test.cpu_isa(), isa)
+      got = run(op, case, a, b, num_threads=num_threads)
+    self.assertEqual(got.shape, want.shape)
+    rtol, atol = testing.RTOL[case.dtype], tolerance(op, case, a, b)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol,
+                               err_msg="dwop vs the float64 oracle")
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol,
+                               err_msg="dwop vs the reference backend")
+
+  @parameterized.named_parameters(_named(cases.CONFORMANCE))
+  def test_conformance(self, op, case, isa):
+    self.check(op, case, isa)
+
+  @parameterized.named_parameters(_named(cpu_kernel_test.extra_cases()))
+  def test_tile_edges(self, op, case, isa):
+    self.check(op, case, isa)
+
+  @parameterized.named_parameters(_named(LARGE_FILTER_CASES))
+  def test_large_filters_and_phases(self, op, case, isa):
+    self.check(op, case, isa, num_threads=3)
+
+  @parameterized.named_parameters(_named(cpu_kernel_test.EXTENT_CASES))
+  def test_large_extents(self, op, case, isa):
+    self.check(op, case, isa)
+
+  @parameterized.named_parameters(
+      (f"{op}_{c.name}", op, c) for c in cases.BENCH for op in OPS
+      if c.name != "replk_56x56x128_k31")
+  def test_bench_layers_scaled_down(self, op, case):
+    # The benchmark's geometries with the planner's own choices, on one
+    # image and a channel count that leaves a tail.
+    _, h, w, c = case.input
+    small = case.replace(input=(1, h, w, min(c, 20)),
+                         filter=case.filter[:2] + (min(c, 20), case.filter[3]))
+    self.check(op, small, supported_levels()[0])
+
+
+class DeterminismTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      (f"{op}_{name}", op, case) for op in OPS for name, case in [
+          ("many_chunks",
+           cases.Case("d", (4, 30, 30, 48), (7, 7, 48, 1), (1, 1), "SAME",
+                      (1, 1))),
+          ("strided_bf16",
+           cases.Case("d", (3, 17, 19, 40), (5, 5, 40, 1), (2, 1), "SAME",
+                      (1, 1), "NHWC", "bfloat16")),
+          ("nchw_multiplier",
+           cases.Case("d", (2, 21, 18, 12), (3, 3, 12, 2), (2, 2), "SAME",
+                      (1, 1), "NCHW")),
+      ])
+  def test_bitwise_equal_for_any_thread_count(self, op, case):
+    a, b = operands(op, case, seed=3)
+    # Values that are not small dyadic numbers, so that a different
+    # summation order would show in the last bits.
+    rng = np.random.default_rng(1)
+    a = a + rng.standard_normal(a.shape) * 1e-3
+    b = b + rng.standard_normal(b.shape) * 1e-3
+    for isa in supported_levels():
+      with environment(DWOP_CPU_ISA=isa):
+        first = run(op, case, a, b, num_threads=1)
+        for threads in (2, 3, 7, 1):
+          got = run(op, case, a, b, num_threads=threads)
+          np.testing.assert_array_equal(
+              got.view(np.uint64), first.view(np.uint64),
+              err_msg=f"{isa}, {threads} threads")
+
+
+class OverflowTest(parameterized.TestCase):
+  """Steps near INT64_MAX (cpu_kernel_test.OVERFLOW_CASES): right answers,
+  no overflow."""
+
+  @parameterized.named_parameters(
+      (f"{op}_{c[0]}_{isa}", op, c, isa) for c in
+      cpu_kernel_test.OVERFLOW_CASES for op in OPS for isa in ISA_LEVELS)
+  def test_huge_steps(self, op, spec, isa):
+    if isa not in supported_levels():
+      self.skipTest(f"this CPU has no {isa}")
+    _, dtype, x_shape, filt, dy_shape, strides, padding, layout, dil = spec
+    rng = np.random.default_rng(5)
+    np_dtype = testing.numpy_dtype(dtype)
+    f = rng.standard_normal(filt).astype(np_dtype)
+    lib = cpu_kernel_test.library()
+    if op == "forward":
+      x = rng.standard_normal(x_shape).astype(np_dtype)
+      call = functools.partial(lib.forward, x, f, strides, padding, layout,
+                               dil)
+    else:
+      dy = rng.standard_normal(dy_shape).astype(np_dtype)
+      call = functools.partial(lib.input_grad, x_shape, f, dy, strides,
+                               padding, layout, dil)
+    with environment(DWOP_CPU_ISA=isa):
+      got = call(backend="cpu", num_threads=2).astype(np.float64)
+    want = call(backend="reference").astype(np.float64)
+    rtol, atol = cpu_kernel_test.TOLERANCE[dtype]
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+if __name__ == "__main__":
+  absltest.main()
