@@ -208,7 +208,7 @@ bench: build
 # e.g. --quick, --models replknet, --out dir.
 .PHONY: bench-e2e
 bench-e2e: build
-	$(PY) python/bench_e2e.py $(BENCH_E2E_ARGS)
+	PYTHONPATH=$(CURDIR) $(PY) python/bench_e2e.py $(BENCH_E2E_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(LIB)

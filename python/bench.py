@@ -1,26 +1,38 @@
 """dwop's benchmark: the depthwise layers of real networks, dwop vs TensorFlow.
 
-    python python/bench.py [--quick] [--cases REGEX] [--out DIR]
+    python python/bench.py [--quick] [--cases REGEX] [--ops OPS] [--rounds N]
+                           [--out DIR]
 
-For every case of python/bench_shapes.json it times dwop's filter gradient and
-TensorFlow's own `DepthwiseConv2dNativeBackpropFilter` with oneDNN
-(TF_ENABLE_ONEDNN_OPTS=1) and without (=0), each TensorFlow setting in its own
-worker process (the variable only acts at start-up). The driver interleaves
-the implementations round by round, so machine noise hits all of them alike,
-and reports medians. It also measures this machine's memory bandwidth (a
-large copy) and float32 peak (a large matmul) to give each case its roofline
-time, max(bytes / bandwidth, flops / peak), and checks every result against
-the float64 oracle (python/reference.py). dwop's 1- and 2-thread times come
-from the C ABI (the same kernel, with an explicit thread count), and so does
-its memory: in a fresh process per case, the peak resident memory of one
-two-thread call beyond what the process held before it (workspace, per-thread
-staging, thread stacks), read from Linux's VmHWM after resetting it.
+For every case of python/bench_shapes.json and each op -- the forward
+(dwop.depthwise_conv2d_native), the input gradient
+(dwop.depthwise_conv2d_backprop_input) and the filter gradient
+(dwop.depthwise_conv2d_backprop_filter) -- it times dwop's TensorFlow op and
+TensorFlow's own kernel with oneDNN (TF_ENABLE_ONEDNN_OPTS=1) and without
+(=0), each TensorFlow setting in its own worker process (the variable only
+acts at start-up). TensorFlow's forward is tf.raw_ops.DepthwiseConv2dNative
+where that setting's kernel accepts the case, else tf.nn.depthwise_conv2d
+(which runs dilations as space_to_batch around it); its gradients are
+DepthwiseConv2dNativeBackpropInput and ...BackpropFilter. The layer total is
+the sum of the three ops.
 
-Writes a table to stdout, and results.json, results.md (the same table in
-Markdown, for the README) and benchmark.png to --out.
+The driver interleaves every implementation of a case round by round, so
+machine noise hits them alike, and reports medians. It measures this machine's
+memory bandwidth (a large copy) and float32 peak (a large matmul) to give each
+case its roofline time (python/bench_model.py: useful flops, without taps over
+padding, and bytes of the op's three tensors), and checks every result
+against the float64 oracle (python/reference.py). dwop's 1- and 2-thread times
+come from the C ABI (dwop_<op>_cpu: the same kernels with an explicit thread
+count), and so does its extra memory for the filter gradient: in a fresh
+process per case, the peak resident memory of one two-thread call beyond what
+the process held before it, read from Linux's VmHWM after resetting it.
+
+Writes a table to stdout, and results.json, results.md (the tables in
+Markdown, for the README) and benchmark.png to --out. Exits 1 if any dwop
+result is wrong or missing.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -32,33 +44,101 @@ import time
 
 import numpy as np
 
+import bench_model as model
 import cases as case_table
 import reference
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
+
 QUICK_CASES = ("mnv2_56x56x144_k3", "effb0_28x28x240_k5",
                "convnext_28x28x192_k7", "replk_7x7x1024_k13",
                "deeplab_33x33x728_k3d2", "mnv2_56x56x144_k3_nchw",
                "convnext_28x28x192_k7_bf16")
-# Cases with at least this many flops count as "large" for the thread-scaling
-# figure (two threads should then be close to twice as fast as one).
-LARGE_FLOPS = 2.5e8
-TIME_PER_ROUND = 0.25  # seconds each implementation runs per round (at least)
-# A result whose max relative error against the oracle exceeds this is wrong.
-WRONG_REL_ERROR = 1e-2
+TIME_PER_ROUND = 0.1  # seconds each implementation runs per round (at least)
+ROUNDS, QUICK_ROUNDS = 5, 3
+# A case's rounds shrink (to no fewer than MIN_ROUNDS) when one round of all
+# its implementations would take TensorFlow's slow kernels past this budget.
+CASE_BUDGET_S = 30
+MIN_ROUNDS = 3
+# dwop's TensorFlow op for each op.
+DWOP_OPS = {"forward": "depthwise_conv2d_native",
+            "input_grad": "depthwise_conv2d_backprop_input",
+            "filter_grad": "depthwise_conv2d_backprop_filter"}
+# (label in the results, worker, the worker's name for the implementation).
+IMPLS = (("dwop", "onednn", "dwop"), ("tf_onednn", "onednn", "tf"),
+         ("tf_native", "native", "tf"), ("dwop_1t", "onednn", "dwop_1t"),
+         ("dwop_2t", "onednn", "dwop_2t"))
 
 
 def case_arrays(case, seed):
-  """(input, out_backprop) of a case's random_inputs in its NumPy dtype."""
+  """(input, filter, out_backprop) in the case's NumPy dtype: small integers
+  over 8, exact in every dtype (see Case.random_inputs)."""
   from testing import numpy_dtype  # pylint: disable=g-import-not-at-top
   dtype = numpy_dtype(case.dtype)
-  return tuple(a.astype(dtype) for a in case.random_inputs(seed))
+  x, dy = case.random_inputs(seed)
+  f = np.random.default_rng(seed + 1).integers(-8, 9, case.filter) / 8.0
+  return tuple(a.astype(dtype) for a in (x, f, dy))
+
+
+def oracles(case, ops, x, f, dy):
+  """The float64 result of each op (python/reference.py)."""
+  args = (case.tf_strides, case.tf_padding, case.data_format,
+          case.tf_dilations)
+  compute = {
+      "forward": lambda: reference.depthwise_conv2d(x, f, *args),
+      "input_grad": lambda: reference.depthwise_conv2d_backprop_input(
+          case.input_shape, f, dy, *args),
+      "filter_grad": lambda: reference.depthwise_conv2d_backprop_filter(
+          x, case.filter, dy, *args),
+  }
+  return {op: compute[op]() for op in ops}
+
+
+def relative_error(result, oracle):
+  """max |result - oracle| / max |oracle|; inf for NaN or a wrong shape."""
+  if result.shape != oracle.shape:
+    return float("inf")
+  if result.size == 0:
+    return 0.0
+  err = float(np.max(np.abs(result - oracle)))
+  if not np.isfinite(err):
+    return float("inf")
+  return err / max(float(np.max(np.abs(oracle))), 1e-30)
 
 
 # --------------------------------------------------------------------------
 # Worker: one process per TensorFlow setting.
+
+
+def _cabi_impl(lib, cabi, op, case, arrays, threads):
+  """dwop_<op>_cpu on preallocated buffers (no allocation or poisoning in
+  the timed call), or None when the C ABI lacks the entry point."""
+  fn = getattr(lib.lib, f"dwop_{op}_cpu", None)
+  if fn is None:
+    return None
+  fn.argtypes = [ctypes.POINTER(cabi.Problem), ctypes.c_void_p,
+                 ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32,
+                 ctypes.c_char_p, ctypes.c_size_t]
+  x, f, dy = arrays
+  problem = lib.problem(case.dtype, case.input_shape, case.filter,
+                        case.out_backprop_shape, case.tf_strides,
+                        case.tf_padding, case.data_format, case.tf_dilations)
+  a, b, shape = {"forward": (x, f, case.out_backprop_shape),
+                 "input_grad": (f, dy, case.input_shape),
+                 "filter_grad": (x, dy, case.filter)}[op]
+  out = np.full(shape, np.nan, x.dtype)  # what the kernel misses stays NaN
+  pointers = [v.ctypes.data_as(ctypes.c_void_p) for v in (a, b, out)]
+  error = ctypes.create_string_buffer(1024)
+
+  def call():
+    status = fn(ctypes.byref(problem), *pointers, threads, error,
+                ctypes.sizeof(error))
+    if status != 0:
+      raise cabi.DwopError(str(status), error.value.decode(errors="replace"))
+    return out
+  return call
 
 
 def _worker(onednn):
@@ -74,45 +154,84 @@ def _worker(onednn):
   out = sys.stdout
   sys.stdout = sys.stderr  # keep stray prints off the protocol channel
 
-  def setup(name, seed):
+  def tf_forward(case, xt, ft, attrs):
+    """The raw op where this setting's kernel accepts the case, else tf.nn."""
+    try:
+      tf.raw_ops.DepthwiseConv2dNative(input=xt, filter=ft, **attrs)
+      state["api"]["forward/tf"] = "raw_ops.DepthwiseConv2dNative"
+      return lambda: tf.raw_ops.DepthwiseConv2dNative(input=xt, filter=ft,
+                                                      **attrs)
+    except tf.errors.OpError:
+      state["api"]["forward/tf"] = "nn.depthwise_conv2d"
+      return lambda: tf.nn.depthwise_conv2d(
+          xt, ft, case.tf_strides, case.tf_padding, case.data_format,
+          dilations=list(case.dilations))
+
+  def setup(name, seed, ops, with_dwop):
+    state.clear()
+    state["api"], state["missing"] = {}, {}
     case = case_table.by_name(name, case_table.BENCH)
-    x, dy = case_arrays(case, seed)
-    xt, dyt = tf.constant(x), tf.constant(dy)
+    arrays = case_arrays(case, seed)
+    xt, ft, dyt = (tf.constant(a) for a in arrays)
+    sizes = tf.constant(case.input_shape, tf.int32)
     fs = tf.constant(case.filter, tf.int32)
-    padding, explicit = dwop._ops.convert_padding(case.tf_padding)  # pylint: disable=protected-access
+    conv = (case.tf_strides, case.tf_padding, case.data_format,
+            case.tf_dilations)
+    padding, explicit = cabi.convert_padding(case.tf_padding)
     attrs = dict(strides=case.tf_strides, padding=padding,
                  explicit_paddings=explicit, data_format=case.data_format,
                  dilations=case.tf_dilations)
-    impls = {
-        "dwop": lambda: dwop.depthwise_conv2d_backprop_filter(
-            xt, fs, dyt, case.tf_strides, case.tf_padding, case.data_format,
-            case.tf_dilations),
-        "tf": lambda: tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
-            input=xt, filter_sizes=fs, out_backprop=dyt, **attrs),
-    }
-    for threads in (1, 2):
-      impls[f"dwop_{threads}t"] = (
-          lambda t=threads: lib.filter_grad(
-              x, case.filter, dy, case.tf_strides, case.tf_padding,
-              case.data_format, case.tf_dilations, dtype=case.dtype,
-              num_threads=t, out=state["buffer"]))
-    state.update(case=case, impls=impls,
-                 buffer=np.empty(case.filter, x.dtype))
+    impls = {}
+    for op in ops:
+      if op == "forward":
+        impls["forward/tf"] = tf_forward(case, xt, ft, attrs)
+      elif op == "input_grad":
+        impls["input_grad/tf"] = lambda: (
+            tf.raw_ops.DepthwiseConv2dNativeBackpropInput(
+                input_sizes=sizes, filter=ft, out_backprop=dyt, **attrs))
+      else:
+        impls["filter_grad/tf"] = lambda: (
+            tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+                input=xt, filter_sizes=fs, out_backprop=dyt, **attrs))
+      if not with_dwop:
+        continue
+      if not hasattr(dwop, DWOP_OPS[op]):
+        raise RuntimeError(
+            f"dwop.{DWOP_OPS[op]} does not exist yet (merge the branch that "
+            "adds it, or leave it out with --ops)")
+      entry = getattr(dwop, DWOP_OPS[op])
+      first = {"forward": xt, "input_grad": sizes, "filter_grad": xt}[op]
+      second = {"forward": ft, "input_grad": ft, "filter_grad": fs}[op]
+      third = () if op == "forward" else (dyt,)
+      impls[f"{op}/dwop"] = (lambda e=entry, a=first, b=second, c=third:
+                             e(a, b, *c, *conv))
+      for threads in (1, 2):
+        call = _cabi_impl(lib, cabi, op, case, arrays, threads)
+        if call is None:
+          state["missing"][f"{op}/dwop_{threads}t"] = (
+              f"the C ABI has no dwop_{op}_cpu")
+        else:
+          impls[f"{op}/dwop_{threads}t"] = call
+    state["impls"] = impls
 
   def run(impl):
-    result = state["impls"][impl]()
-    return np.asarray(result)
+    if impl not in state["impls"]:
+      raise LookupError(state["missing"].get(impl, f"no {impl}"))
+    return state["impls"][impl]()
 
   for line in sys.stdin:
     cmd = json.loads(line)
     reply = {}
     try:
-      if cmd["op"] == "setup":
-        setup(cmd["case"], cmd["seed"])
-      elif cmd["op"] == "result":
-        result = run(cmd["impl"])  # also the warm-up
-        np.save(cmd["path"], result.astype(np.float64))
-      elif cmd["op"] == "time":
+      if cmd["cmd"] == "setup":
+        setup(cmd["case"], cmd["seed"], cmd["ops"], cmd["dwop"])
+      elif cmd["cmd"] == "result":
+        result = np.asarray(run(cmd["impl"]))  # also the warm-up
+        wide = np.float64 if result.dtype == np.float64 else np.float32
+        np.save(cmd["path"], result.astype(wide))
+        if cmd["impl"] in state["api"]:
+          reply["api"] = state["api"][cmd["impl"]]
+      elif cmd["cmd"] == "time":
         times = []
         for _ in range(cmd["iters"]):
           start = time.perf_counter()
@@ -153,10 +272,10 @@ class Worker:
 
 
 def _memory_probe(name):
-  """Prints dwop's peak memory beyond its inputs for one case, as JSON."""
+  """Prints dwop's filter-gradient peak memory beyond its inputs, as JSON."""
   import cabi  # pylint: disable=g-import-not-at-top
   case = case_table.by_name(name, case_table.BENCH)
-  x, dy = case_arrays(case, 0)
+  x, _, dy = case_arrays(case, 0)
   dtype = x.dtype
   out = np.empty(case.filter, dtype)
   lib = cabi.Library()
@@ -215,205 +334,98 @@ def measure_peak(n=4096, repeats=5):
   return 2 * n**3 / best
 
 
-def case_bytes(case):
-  size = np.dtype(np.float64).itemsize if case.dtype == "float64" else (
-      2 if case.dtype in ("float16", "bfloat16") else 4)
-  elements = (np.prod(case.input) + np.prod(case.out_backprop_nhwc) +
-              np.prod(case.filter))
-  return int(size * elements)
-
-
 # --------------------------------------------------------------------------
 # Driver.
 
 
-def time_case(case, workers, rounds, scratch):
-  """Times and checks every implementation of one case."""
-  plan = [("dwop", workers["onednn"], "dwop"),
-          ("tf_onednn", workers["onednn"], "tf"),
-          ("tf_native", workers["native"], "tf"),
-          ("dwop_1t", workers["onednn"], "dwop_1t"),
-          ("dwop_2t", workers["onednn"], "dwop_2t")]
-  for worker in workers.values():
-    reply = worker.call(op="setup", case=case.name, seed=0)
-    if "error" in reply:
-      raise RuntimeError(reply["error"])
-  x, dy = (a.astype(np.float64) for a in case_arrays(case, 0))
-  oracle = reference.depthwise_conv2d_backprop_filter(
-      x, case.filter, dy, case.tf_strides, case.tf_padding, case.data_format,
-      case.tf_dilations)
-  scale = max(np.abs(oracle).max(), 1e-30)
+def time_case(case, ops, workers, rounds, scratch):
+  """Checks and times every implementation of every op of one case.
 
-  stats = {}
+  Returns (stats, rounds run, seconds per phase): stats[op][label] is
+  {"ms", "samples", "max_rel_error"} or {"error"}."""
+  phases = {}
+  clock = time.perf_counter()
+  for name, worker in workers.items():
+    reply = worker.call(cmd="setup", case=case.name, seed=0, ops=list(ops),
+                        dwop=name == "onednn")
+    if "error" in reply:
+      raise RuntimeError(f"{case.name}: {reply['error']}")
+  x, f, dy = (a.astype(np.float64) for a in case_arrays(case, 0))
+  phases["setup_s"] = time.perf_counter() - clock
+  clock = time.perf_counter()
+  expected = oracles(case, ops, x, f, dy)
+  phases["oracle_s"] = time.perf_counter() - clock
+  clock = time.perf_counter()
+
+  stats = {op: {} for op in ops}
   live = []
-  for label, worker, impl in plan:
-    path = os.path.join(scratch, f"{label}.npy")
-    reply = worker.call(op="result", impl=impl, path=path)
-    if "error" in reply:
-      stats[label] = {"error": reply["error"]}
-      continue
-    result = np.load(path)
-    stats[label] = {"max_rel_error": float(np.abs(result - oracle).max() /
-                                           scale)}
-    # One timed call decides how many calls fill a round.
-    once = worker.call(op="time", impl=impl, iters=1)["times"][0]
-    iters = max(1, int(TIME_PER_ROUND / max(once, 1e-6)))
-    live.append((label, worker, impl, iters))
-    stats[label]["samples"] = []
+  path = os.path.join(scratch, "result.npy")
+  for op in ops:
+    for label, worker_name, impl in IMPLS:
+      worker, key = workers[worker_name], f"{op}/{impl}"
+      reply = worker.call(cmd="result", impl=key, path=path)
+      if "error" in reply:
+        stats[op][label] = {"error": reply["error"]}
+        continue
+      entry = {"max_rel_error": relative_error(np.load(path), expected[op]),
+               "samples": []}
+      os.remove(path)
+      if "api" in reply:
+        entry["api"] = reply["api"]
+      stats[op][label] = entry
+      # One timed call decides how many calls fill a round.
+      once = worker.call(cmd="time", impl=key, iters=1)["times"][0]
+      iters = max(1, int(TIME_PER_ROUND / max(once, 1e-6)))
+      live.append((entry, worker, key, iters, once * iters))
+  phases["check_s"] = time.perf_counter() - clock
+  clock = time.perf_counter()
+  per_round = sum(seconds for *_, seconds in live)
+  rounds = max(MIN_ROUNDS, min(rounds, int(CASE_BUDGET_S / max(per_round,
+                                                                1e-9))))
   for _ in range(rounds):  # interleaved: every implementation each round
-    for label, worker, impl, iters in live:
-      times = worker.call(op="time", impl=impl, iters=iters)["times"]
-      stats[label]["samples"].append(float(np.median(times)))
-  for label, _, _, _ in live:
-    stats[label]["ms"] = 1e3 * float(np.median(stats[label]["samples"]))
-  return stats
+    for entry, worker, key, iters, _ in live:
+      reply = worker.call(cmd="time", impl=key, iters=iters)
+      if "error" in reply:
+        raise RuntimeError(f"{case.name} {key}: {reply['error']}")
+      entry["samples"].append(float(np.median(reply["times"])))
+  for entry, *_ in live:
+    entry["ms"] = 1e3 * float(np.median(entry["samples"]))
+  phases["timing_s"] = time.perf_counter() - clock
+  return stats, rounds, phases
 
 
-def summarise(case, stats, bandwidth, peak, extra_mb):
-  """The row of the results table for one case."""
-  row = {"case": case.name, "network": case.network, "dtype": case.dtype,
-         "data_format": case.data_format, "flops": case.flops,
-         "bytes": case_bytes(case)}
-  row["roofline_ms"] = 1e3 * max(row["bytes"] / bandwidth, case.flops / peak)
-  row.update({k: v for k, v in stats.items()})
-  tf_times = [stats[k]["ms"] for k in ("tf_onednn", "tf_native")
-              if "ms" in stats[k]]
-  dwop_ms = stats["dwop"].get("ms")
-  row["dwop_ms"] = dwop_ms
-  row["best_tf_ms"] = min(tf_times) if tf_times else None
-  row["speedup"] = (row["best_tf_ms"] / dwop_ms
-                    if dwop_ms and row["best_tf_ms"] else None)
-  row["roofline_fraction"] = row["roofline_ms"] / dwop_ms if dwop_ms else None
-  row["gflops"] = case.flops / dwop_ms / 1e6 if dwop_ms else None
-  one, two = stats["dwop_1t"].get("ms"), stats["dwop_2t"].get("ms")
-  row["thread_scaling"] = one / two if one and two else None
-  row["extra_mb"] = extra_mb
-  return row
+def parse_ops(text):
+  ops = [op.strip() for op in text.split(",") if op.strip()]
+  unknown = [op for op in ops if op not in model.OPS]
+  if unknown or not ops:
+    raise argparse.ArgumentTypeError(
+        f"--ops takes a comma-separated subset of {','.join(model.OPS)}")
+  return [op for op in model.OPS if op in ops]  # the table's order
 
 
-def fmt(value, spec):
-  return format(value, spec) if value is not None else "-"
-
-
-def ms_cell(row, label, wrong_mark, error_text):
-  """An implementation's time, marked when its result is wrong."""
-  entry = row.get(label, {})
-  if "ms" not in entry:
-    return error_text
-  wrong = entry.get("max_rel_error", 0) > WRONG_REL_ERROR
-  return f"{entry['ms']:.2f}" + (wrong_mark if wrong else "")
-
-
-def print_row(row):
-  def ms(label):
-    return ms_cell(row, label, "*", "err")
-  print(f"{row['case']:<32} {ms('dwop'):>9} {ms('tf_onednn'):>10} "
-        f"{ms('tf_native'):>10} {fmt(row['speedup'], '.1f'):>7}x "
-        f"{fmt(row['roofline_ms'], '.2f'):>9} "
-        f"{fmt(row['roofline_fraction'], '.0%'):>6} "
-        f"{fmt(row['gflops'], '.0f'):>7} "
-        f"{fmt(row['thread_scaling'], '.2f'):>6} "
-        f"{fmt(row['extra_mb'], '.1f'):>6} "
-        f"{row['dwop'].get('max_rel_error', float('nan')):>8.1e}",
-        flush=True)
-
-
-HEADER = (f"{'case':<32} {'dwop ms':>9} {'oneDNN ms':>10} {'native ms':>10} "
-          f"{'speedup':>8} {'roof ms':>9} {'%roof':>6} {'GFLOP/s':>7} "
-          f"{'2T/1T':>6} {'+MB':>6} {'dwop err':>8}")
-
-
-def geomean(values):
-  values = [v for v in values if v]
-  return float(np.exp(np.mean(np.log(values)))) if values else None
-
-
-def summary(rows):
-  """The issue's targets, computed over the measured rows."""
-  by_name = {c.name: c for c in case_table.BENCH}
-  large_filter = [r for r in rows if by_name[r["case"]].filter[0] >= 7]
-  fractions = [r["roofline_fraction"] for r in rows if r["roofline_fraction"]]
-  scaling = [r["thread_scaling"] for r in rows
-             if r["flops"] >= LARGE_FLOPS and r["thread_scaling"]]
-  return {
-      "geomean_speedup": geomean([r["speedup"] for r in rows]),
-      "geomean_speedup_k7_plus": geomean([r["speedup"] for r in large_filter]),
-      "min_speedup": min((r["speedup"] for r in rows if r["speedup"]),
-                         default=None),
-      "median_roofline_ratio": (1 / float(np.median(fractions))
-                                if fractions else None),
-      "worst_roofline_ratio": 1 / min(fractions) if fractions else None,
-      "min_thread_scaling_large": min(scaling, default=None),
-      "max_dwop_extra_mb": max((r["extra_mb"] for r in rows
-                                if r["extra_mb"] is not None), default=None),
-      "max_dwop_rel_error": max(r["dwop"].get("max_rel_error", 0)
-                                for r in rows),
-  }
-
-
-def markdown(results):
-  """The results as a Markdown table plus the summary, for the README."""
-  machine = results["machine"]
-  lines = [
-      f"{machine['cores']} cores, copy bandwidth "
-      f"{machine['bandwidth_gbs']:.1f} GB/s, float32 matmul peak "
-      f"{machine['peak_gflops']:.0f} GFLOP/s; medians of "
-      f"{results['rounds']} interleaved rounds.", "",
-      "| case | dwop ms | TF oneDNN ms | TF native ms | speedup | roofline ms "
-      "| roofline / dwop | dwop GFLOP/s | 2T/1T | dwop extra MB "
-      "| dwop rel. error |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-
-  def ms(row, label):
-    return ms_cell(row, label, " (wrong)", "error")
-
-  for r in results["cases"]:
-    lines.append(
-        f"| {r['case']} | {ms(r, 'dwop')} | {ms(r, 'tf_onednn')} | "
-        f"{ms(r, 'tf_native')} | {fmt(r['speedup'], '.1f')}x | "
-        f"{fmt(r['roofline_ms'], '.2f')} | "
-        f"{fmt(r['roofline_fraction'], '.0%')} | {fmt(r['gflops'], '.0f')} | "
-        f"{fmt(r['thread_scaling'], '.2f')} | {fmt(r['extra_mb'], '.1f')} | "
-        f"{r['dwop'].get('max_rel_error', float('nan')):.1e} |")
-  lines.append("")
-  for key, value in results["summary"].items():
-    lines.append(f"- {key}: {fmt(value, '.3g')}")
-  return "\n".join(lines) + "\n"
-
-
-def plot(rows, path):
-  """Speedup over the best TensorFlow kernel and fraction of the roofline."""
-  try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    print("matplotlib is not installed: no chart", file=sys.stderr)
-    return
-  names = [r["case"] for r in rows]
-  fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 9), sharex=True)
-  ax1.bar(names, [r["speedup"] or 0 for r in rows], color="tab:blue")
-  ax1.axhline(1, color="black", linewidth=0.8)
-  ax1.set_yscale("log")
-  ax1.set_ylabel("speedup over best TensorFlow kernel")
-  ax2.bar(names, [r["roofline_fraction"] or 0 for r in rows],
-          color="tab:green")
-  ax2.axhline(1, color="black", linewidth=0.8)
-  ax2.set_ylabel("roofline time / dwop time")
-  ax2.set_ylim(0, 1.05)
-  plt.setp(ax2.get_xticklabels(), rotation=75, ha="right", fontsize=8)
-  fig.suptitle("dwop filter gradient vs TensorFlow "
-               f"({platform.processor() or platform.machine()})")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
+def select_cases(quick, pattern):
+  selected = case_table.BENCH
+  if quick:
+    selected = [c for c in selected if c.name in QUICK_CASES]
+  if pattern:
+    selected = [c for c in selected if re.search(pattern, c.name)]
+  return selected
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true",
-                      help=f"only {len(QUICK_CASES)} cases and fewer rounds")
+                      help=f"only {len(QUICK_CASES)} cases and "
+                      f"{QUICK_ROUNDS} rounds")
   parser.add_argument("--cases", help="regex selecting cases by name")
-  parser.add_argument("--rounds", type=int, default=None)
+  parser.add_argument("--ops", type=parse_ops, default=list(model.OPS),
+                      help="comma-separated subset of "
+                      f"{','.join(model.OPS)} (default: all)")
+  parser.add_argument("--rounds", type=int, default=None,
+                      help=f"rounds per case (default {ROUNDS}, "
+                      f"--quick {QUICK_ROUNDS})")
+  parser.add_argument("--no-memory", action="store_true",
+                      help="skip the extra-memory probe")
   parser.add_argument("--out", default=os.path.join(ROOT, "build", "bench"))
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
@@ -423,12 +435,11 @@ def main():
   if args.memory_probe is not None:
     return _memory_probe(args.memory_probe)
 
-  selected = case_table.BENCH
-  if args.quick:
-    selected = [c for c in selected if c.name in QUICK_CASES]
-  if args.cases:
-    selected = [c for c in selected if re.search(args.cases, c.name)]
-  rounds = args.rounds or (3 if args.quick else 7)
+  started = time.perf_counter()
+  selected = select_cases(args.quick, args.cases)
+  if not selected:
+    parser.error("no case matches")
+  rounds = args.rounds or (QUICK_ROUNDS if args.quick else ROUNDS)
   os.makedirs(args.out, exist_ok=True)
 
   print("measuring the machine...", flush=True)
@@ -438,14 +449,21 @@ def main():
 
   workers = {"onednn": Worker(True), "native": Worker(False)}
   rows = []
+  scratch_root = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
   try:
-    print(HEADER)
-    with tempfile.TemporaryDirectory() as scratch:
+    print(model.text_header(), flush=True)
+    with tempfile.TemporaryDirectory(dir=scratch_root) as scratch:
       for case in selected:
-        stats = time_case(case, workers, rounds, scratch)
-        row = summarise(case, stats, bandwidth, peak, measure_memory(case))
+        stats, case_rounds, phases = time_case(case, args.ops, workers,
+                                               rounds, scratch)
+        clock = time.perf_counter()
+        extra_mb = (None if args.no_memory or "filter_grad" not in args.ops
+                    else measure_memory(case))
+        phases["memory_s"] = time.perf_counter() - clock
+        row = model.case_row(case, stats, bandwidth, peak, extra_mb)
+        row.update(rounds=case_rounds, phases=phases)
         rows.append(row)
-        print_row(row)
+        print("\n".join(model.text_lines(row)), flush=True)
   finally:
     for worker in workers.values():
       worker.close()
@@ -454,22 +472,34 @@ def main():
       "machine": {"cpu": platform.processor(), "cores": os.cpu_count(),
                   "bandwidth_gbs": bandwidth / 1e9,
                   "peak_gflops": peak / 1e9},
+      "ops": args.ops,
       "rounds": rounds,
-      "summary": summary(rows),
+      "time_per_round_s": TIME_PER_ROUND,
+      "summary": model.summary(rows),
       "cases": rows,
   }
   print()
-  for key, value in results["summary"].items():
-    print(f"{key:<28} {fmt(value, '.3g')}")
-  print("* TensorFlow's result is wrong (max relative error > "
-        f"{WRONG_REL_ERROR:g})")
+  print("\n".join(model.summary_text(results["summary"])))
+  print("* the result is wrong (max relative error > "
+        f"{model.WRONG_REL_ERROR:g}); err: the implementation refused the "
+        "case; speed-up: best TF / dwop; dwop/roof: dwop's time over the "
+        "roofline time")
+  results["wall_s"] = time.perf_counter() - started
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
   with open(os.path.join(args.out, "results.md"), "w") as f:
-    f.write(markdown(results))
-  plot(rows, os.path.join(args.out, "benchmark.png"))
-  print(f"wrote results.json, results.md and benchmark.png to {args.out}")
-  return 0
+    f.write(model.markdown(results))
+  title = ("dwop vs TensorFlow, "
+           f"{platform.processor() or platform.machine()}, "
+           f"{os.cpu_count()} cores")
+  charted = model.plot(rows, os.path.join(args.out, "benchmark.png"), title)
+  print(f"wrote results.json, results.md"
+        f"{' and benchmark.png' if charted else ' (no matplotlib: no chart)'}"
+        f" to {args.out} in {results['wall_s'] / 60:.1f} minutes")
+  failures = model.dwop_failures(rows)
+  for name, op, why in failures:
+    print(f"dwop FAILED {name} {op}: {why}", file=sys.stderr)
+  return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -31,8 +31,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)  # dwop from this checkout
 
 MODELS = ("mobilenetv2", "efficientnetb0", "convnexttiny", "replknet")
 GOALS = {"mobilenetv2": 1.25, "efficientnetb0": 1.0, "convnexttiny": 4.0,
