@@ -140,7 +140,8 @@ def check_error(spec, ex, kind, message):
 
 
 class TfBackend:
-  """Calls dwop.depthwise_conv2d_backprop_filter, eagerly or traced."""
+  """Calls dwop.depthwise_conv2d_backprop_filter, eagerly or traced, and the
+  forward and the input gradient eagerly."""
   name = "tf"
 
   def __init__(self):
@@ -148,6 +149,8 @@ class TfBackend:
     import dwop  # pylint: disable=g-import-not-at-top
     self.tf = tf
     self.op = dwop.depthwise_conv2d_backprop_filter
+    self.forward = dwop.depthwise_conv2d_native
+    self.input_grad = dwop.depthwise_conv2d_backprop_input
     self.allowed = (tf.errors.InvalidArgumentError, ValueError, TypeError)
 
   def _tensor(self, shape, dtype, data):
@@ -166,9 +169,56 @@ class TfBackend:
     # Through int64: a narrower junk dtype (int16, uint8) wraps silently.
     return self.tf.constant(np.array(fs, np.int64).astype(dt))
 
+  def _run_new(self, spec, ex):
+    """dwop.depthwise_conv2d_native / depthwise_conv2d_backprop_input,
+    eagerly: the forward's filter has dtype dy_dtype, the input gradient's
+    filter dtype and its out_backprop dy_dtype."""
+    op = op_of(spec)
+    fs = _flatten(spec["filter_sizes"])
+    shapes = {"input": spec["input"], "filter": fs,
+              "out_backprop": spec["out_backprop"]}
+    names = OP_BUFFERS[op][:2]
+    if ex.ok:
+      a, b = new_op_values(spec, new_op_shapes(spec, ex))
+    else:  # values of the tensors' shapes, whatever they are
+      a, b = new_op_values(spec, shapes)
+    first, second = ("dtype", "dy_dtype")
+    ta = self._tensor(shapes[names[0]], spec[first], a)
+    tb = self._tensor(shapes[names[1]], spec[second], b)
+    kwargs = dict(strides=spec["strides"], padding=spec["padding"],
+                  dilations=spec["dilations"])
+    if spec["data_format"] is not None:
+      kwargs["data_format"] = spec["data_format"]
+    try:
+      if op == "forward":
+        out = self.forward(ta, tb, **kwargs)
+      else:
+        sizes = self._sizes(dict(spec, filter_sizes=spec["input"]))
+        out = self.input_grad(sizes, ta, tb, **kwargs)
+    except self.allowed as e:
+      check_error(spec, ex, type(e).__name__, str(e))
+      return "error"
+    if not ex.ok:
+      raise Mismatch(f"accepted, but expected an error ({ex.reason})")
+    if out.dtype.name != spec["dtype"]:
+      raise Mismatch(f"output dtype {out.dtype.name}")
+    out_shape = new_op_shapes(spec, ex)[OP_BUFFERS[op][2]]
+    if out.shape.as_list() != list(out_shape):
+      raise Mismatch(f"output shape {out.shape}, expected {out_shape}")
+    if _elements(out_shape) == 0:
+      return "ok"
+    want = new_op_oracle(spec, ex, a, b)
+    tol = 0.0 if nothing_to_sum(spec, ex) else tolerance.atol(
+        spec["dtype"], a, b, new_op_terms(spec))
+    check_result(spec, np.asarray(out.numpy(), np.float64), a, b, want=want,
+                 tol=tol)
+    return "ok"
+
   def run(self, spec):
     tf = self.tf
     ex = expect(spec, "tf")
+    if op_of(spec) != "filter_grad":
+      return self._run_new(spec, ex)
     x, dy = values(spec)
     xt = self._tensor(spec["input"], spec["dtype"], x)
     dyt = self._tensor(spec["out_backprop"], spec["dy_dtype"], dy)

@@ -392,7 +392,8 @@ def _forward_geometry_stage(spec, attrs):
   # Resolve's CheckedSize of the computed output.
   _checked_size("output", g["output_shape"])
   dy = spec["out_backprop"]
-  if dy and list(dy) != g["output_shape"]:
+  # The C ABI's out_backprop_shape (TensorFlow's op has no such input).
+  if spec.get("backend") == "cabi" and dy and list(dy) != g["output_shape"]:
     raise _Fault("out_backprop_shape is not the output's",
                  "out_backprop_shape")
   return g
@@ -452,8 +453,8 @@ def _expect_new(spec, backend, op):
   geometry = []
   stage_fn = (_forward_geometry_stage if op == "forward" else
               _input_grad_geometry_stage)
-  stages.append(("geometry",
-                 lambda: geometry.append(stage_fn(spec, attrs[0]))))
+  stages.append(("geometry", lambda: geometry.append(
+      stage_fn(dict(spec, backend=backend), attrs[0]))))
   if backend == "cabi":
     stages.append(("buffers",
                    lambda: _buffer_stage_new(spec, op, geometry[0])))
@@ -466,9 +467,16 @@ def _expect_new(spec, backend, op):
 
 
 def _python_stage_new(spec, op):
-  """The Python wrapper and TensorFlow's op wrapper of the new ops."""
-  _python_stage(dict(spec, sizes_dtype=spec["sizes_dtype"] if op ==
-                     "input_grad" else "list"))
+  """The Python wrapper and TensorFlow's op wrapper of the new ops: those of
+  the filter gradient, with the forward's filter (input #1, dtype
+  `dy_dtype`) or the input gradient's input_sizes (dtype `sizes_dtype`)."""
+  try:
+    _python_stage(dict(spec, sizes_dtype=spec["sizes_dtype"] if op ==
+                       "input_grad" else "list"))
+  except _Fault as f:
+    extra = ("input #1", "filter") if op == "forward" else (
+        "input_sizes", "input #1", "filter")
+    raise _Fault(f.reason, *f.keywords, *extra) from None
 
 
 def _buffer_stage_new(spec, op, geometry):

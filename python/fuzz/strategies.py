@@ -238,13 +238,21 @@ def _strategies():
     # gradient's input_sizes), filter_sizes (the filter's shape) and
     # out_backprop (the forward's output shape as the C ABI's
     # out_backprop_shape: [] leaves it to be computed).
-    op = draw(st.sampled_from(OPS if backend == "cabi" else OPS[:1]))
+    # TensorFlow runs the new ops eagerly only (graph mode adds their shape
+    # functions, which this model does not restate).
+    op = draw(st.sampled_from(OPS))
     if op != "filter_grad":
       spec["op"] = op
       if op == "forward" and draw(st.integers(0, 2)) == 0:
         spec["out_backprop"] = []
+      if backend == "tf":
+        spec["graph"] = None
+        if op == "input_grad" and spec["sizes_dtype"] == "list":
+          spec["sizes_dtype"] = "int64"
     mutations = draw(st.sampled_from([0] * 10 + [1] * 7 + [2] * 3))
     spec["mutations"] = [mutate(draw, spec, backend) for _ in range(mutations)]
+    if op != "filter_grad":  # a shape: no nested filter_sizes
+      spec["filter_sizes"] = _flatten(spec["filter_sizes"])
     if backend == "cabi":  # filter_sizes is a flat int64 array there
       spec.pop("graph")
       spec["sizes_dtype"] = "int64"
@@ -279,7 +287,9 @@ def _true_out_backprop(spec, draw):
 
 def _fix_sizes_dtype(spec):
   """int32 filter_sizes cannot hold larger values: use int64 then."""
-  values = [v for v in _flatten(spec["filter_sizes"]) if _is_int(v)]
+  sizes = spec["input"] if op_of(spec) == "input_grad" else spec[
+      "filter_sizes"]
+  values = [v for v in _flatten(sizes) if _is_int(v)]
   if spec["sizes_dtype"] == "int32" and any(abs(v) > INT32_MAX
                                             for v in values):
     spec["sizes_dtype"] = "int64"
@@ -308,13 +318,22 @@ def runnable(spec, backend):
   """Whether the generated spec can be executed cheaply and safely."""
   ex = expect(spec, backend)
   if backend == "tf":
-    for key, dtype in (("input", "dtype"), ("out_backprop", "dy_dtype")):
-      shape = spec[key]
+    tensors = {"filter_grad": ("input", "out_backprop"),
+               "forward": ("input", "filter_sizes"),
+               "input_grad": ("filter_sizes", "out_backprop")}[op_of(spec)]
+    if op_of(spec) != "filter_grad":
+      if not all(_is_int(v) for v in _flatten(spec["filter_sizes"]) +
+                 _flatten(spec["input"])):
+        return False
+      if ex.ok and not cheap_new(spec, ex):
+        return False
+    for key in tensors:
+      shape = _flatten(spec[key])
       if not _tf_constructible(shape):
         return False
       if _elements(shape) > MAX_ELEMENTS:
         return False
-    if ex.ok and not _cheap_output(spec):
+    if ex.ok and op_of(spec) == "filter_grad" and not _cheap_output(spec):
       return False
   else:
     for key in ("input", "out_backprop"):
