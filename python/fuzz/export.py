@@ -86,8 +86,8 @@ def export_line(spec):
   else:
     output = _ints(spec["input"])
   fields = dict(
-      op=op, dtype=dtype, input=_ints(_flatten(spec["input"]) if spec["input"] else
-                               []),
+      op=op, dtype=dtype,
+      input=_ints(_flatten(spec["input"]) if spec["input"] else []),
       filter_sizes=_ints(_flatten(spec["filter_sizes"])),
       out_backprop=_ints(spec["out_backprop"]),
       strides=_ints(_list_attr(spec["strides"])) if spec["strides"] is not

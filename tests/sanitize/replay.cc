@@ -270,17 +270,17 @@ bool Small(const std::vector<int64_t>& shape) {
 // dwop_<op>_cpu / dwop_<op>_reference of the forward and the input gradient:
 // a and b are the two inputs (forward: input, filter; input gradient:
 // filter, out_backprop), out the output (output, in_backprop).
-dwop_status CallNew(const std::string& op, const dwop_problem* p,
-                    const void* a, const void* b, void* out, int32_t threads,
-                    bool reference, char* error, size_t error_size) {
+dwop_status CallNew(const std::string& op, const dwop_problem* p, const void* a,
+                    const void* b, void* out, int32_t threads, bool reference,
+                    char* error, size_t error_size) {
   if (op == "forward") {
-    return reference ? dwop_forward_reference(p, a, b, out, error, error_size)
-                     : dwop_forward_cpu(p, a, b, out, threads, error,
-                                        error_size);
+    return reference
+               ? dwop_forward_reference(p, a, b, out, error, error_size)
+               : dwop_forward_cpu(p, a, b, out, threads, error, error_size);
   }
-  return reference ? dwop_input_grad_reference(p, a, b, out, error, error_size)
-                   : dwop_input_grad_cpu(p, a, b, out, threads, error,
-                                         error_size);
+  return reference
+             ? dwop_input_grad_reference(p, a, b, out, error, error_size)
+             : dwop_input_grad_cpu(p, a, b, out, threads, error, error_size);
 }
 
 void RunNew(const Case& c, const std::string& op, Stats* stats) {
@@ -291,10 +291,9 @@ void RunNew(const Case& c, const std::string& op, Stats* stats) {
   const std::string null_buffer = c.fields.at("null_buffer");
   const int32_t threads = std::stoi(c.fields.at("threads"));
   const uint32_t seed = static_cast<uint32_t>(std::stoul(c.fields.at("seed")));
-  const char* const names[3] = {
-      op == "forward" ? "input" : "filter",
-      op == "forward" ? "filter" : "out_backprop",
-      op == "forward" ? "output" : "in_backprop"};
+  const char* const names[3] = {op == "forward" ? "input" : "filter",
+                                op == "forward" ? "filter" : "out_backprop",
+                                op == "forward" ? "output" : "in_backprop"};
   char error[256];
   if (!valid) {
     // Refusals: the kernels must not read the one-element inputs past their
@@ -308,9 +307,10 @@ void RunNew(const Case& c, const std::string& op, Stats* stats) {
       const dwop_status s = CallNew(op, &problem, a.data, b.data, out.data, 2,
                                     reference, error, sizeof(error));
       if (s != DWOP_INVALID_ARGUMENT) {
-        Fail(stats, c, op + (reference ? " reference" : " cpu") +
-                           " did not refuse an invalid problem (status " +
-                           std::to_string(s) + ")");
+        Fail(stats, c,
+             op + (reference ? " reference" : " cpu") +
+                 " did not refuse an invalid problem (status " +
+                 std::to_string(s) + ")");
       }
     }
     const unsigned char* o = static_cast<const unsigned char*>(out.data);
@@ -353,10 +353,9 @@ void RunNew(const Case& c, const std::string& op, Stats* stats) {
       setenv("DWOP_CPU_ISA", kVariants[(i - 1) / 3].isa, 1);
       setenv("DWOP_CPU_PLAN", kVariants[(i - 1) / 3].plan, 1);
     }
-    const dwop_status s =
-        CallNew(op, &problem, a.data, b.data, out->data,
-                i == 0 ? 0 : thread_counts[(i - 1) % 3], i == 0, error,
-                sizeof(error));
+    const dwop_status s = CallNew(op, &problem, a.data, b.data, out->data,
+                                  i == 0 ? 0 : thread_counts[(i - 1) % 3],
+                                  i == 0, error, sizeof(error));
     if (s != DWOP_OK) {
       Fail(stats, c, op + " kernel failed: " + error);
     }
@@ -603,8 +602,8 @@ void EdgeCalls(Stats* stats) {
   for (const char* op : {"forward", "input_grad"}) {
     if (CallNew(op, nullptr, &one, &one, &one, 1, false, error,
                 sizeof(error)) != DWOP_INVALID_ARGUMENT ||
-        CallNew(op, nullptr, &one, &one, &one, 1, true, error,
-                sizeof(error)) != DWOP_INVALID_ARGUMENT) {
+        CallNew(op, nullptr, &one, &one, &one, 1, true, error, sizeof(error)) !=
+            DWOP_INVALID_ARGUMENT) {
       Fail(stats, c, std::string(op) + ": NULL problem accepted");
     }
     for (size_t size : {size_t{0}, size_t{1}, sizeof(error)}) {
