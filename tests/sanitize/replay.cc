@@ -24,7 +24,9 @@
 // run dwop_<op>_reference and dwop_<op>_cpu (every variant, thread count) the
 // same way. These ops have no validation-only entry point: the driver takes
 // the model's verdict (valid) and the output's shape (output) from the line,
-// and checks that the kernels agree with it.
+// and checks that the kernels agree with it (a line it calls invalid is
+// first probed with NULL buffers, so that an accepted one never runs on the
+// one-element buffers).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -296,6 +298,17 @@ void RunNew(const Case& c, const std::string& op, Stats* stats) {
                                 op == "forward" ? "output" : "in_backprop"};
   char error[256];
   if (!valid) {
+    // The line's verdict is the model's, not the library's: first probe with
+    // NULL buffers (refused for any non-empty tensor after validation), so
+    // that a problem the library accepts never reaches the tiny buffers.
+    const dwop_status probe = CallNew(op, &problem, nullptr, nullptr, nullptr,
+                                      1, false, error, sizeof(error));
+    if (probe == DWOP_OK || (null_buffer == "." &&
+                             std::strstr(error, "buffer is NULL") != nullptr)) {
+      Fail(stats, c, op + " accepted a problem the model refuses: " + error);
+      ++stats->refused;
+      return;
+    }
     // Refusals: the kernels must not read the one-element inputs past their
     // end, nor write the output.
     const int safe_dtype = dtype >= 0 && dtype <= 3 ? dtype : DWOP_DOUBLE;
