@@ -253,6 +253,9 @@ FUZZ := PYTHONPATH=python$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PY) -m fuzz
 
 .PHONY: fuzz sanitize sanitize-build test-large
 
+# Both campaigns, the export and the replay cover the three ops (filter
+# gradient, forward, input gradient), drawn per case (python/fuzz/).
+
 fuzz: build
 	$(FUZZ) --backend cabi --cases $(FUZZ_CABI_CASES) \
 	    --per-child 5000 --seed $(FUZZ_SEED) --jobs $(FUZZ_JOBS)

@@ -2,7 +2,8 @@
 
 `make fuzz` runs the full campaign (python/fuzz/, `python -m fuzz`); this
 suite runs a small, derandomised sample of it on every `make test`: a few
-hundred calls through TensorFlow, a thousand through the C ABI, every spec of
+hundred calls through TensorFlow, a thousand through the C ABI (each call
+one of the three ops: filter gradient, forward, input gradient), every spec of
 tests/fuzz_corpus.json (past findings and TensorFlow's known crashers) on
 both, and checks that the harness itself reports a crash, a hang and a wrong
 answer with a reproducer.
@@ -50,6 +51,9 @@ class SampleTest(parameterized.TestCase):
     # The sample reaches both outcomes and every validation stage.
     self.assertGreater(report.stats["ok"], cases // 10)
     self.assertGreater(report.stats["error"], cases // 10)
+    # Every op is drawn (the op is chosen per case).
+    for op in ("filter_grad", "forward", "input_grad"):
+      self.assertGreater(report.stats["op:" + op], cases // 10, op)
     return report
 
   def test_tensorflow_sample(self):
@@ -124,6 +128,70 @@ class ModelTest(parameterized.TestCase):
     fields = dict(f.split("=", 1) for f in fuzz.export_line(
         _spec(strides=[1, 0, 1, 1])).split())
     self.assertEqual((fields["valid"], fields["atol"]), ("0", "0"))
+
+  @parameterized.named_parameters(
+      ("forward_input_rank", "forward", dict(input=[5, 5, 2]), "input"),
+      ("forward_filter_rank", "forward", dict(filter_sizes=[3, 3, 2]),
+       "filter"),
+      ("forward_filter_depth", "forward", dict(filter_sizes=[3, 3, 3, 1]),
+       "in_depth"),
+      ("forward_output_shape", "forward", dict(out_backprop=[1, 4, 5, 2]),
+       "out_backprop_shape"),
+      ("forward_output_overflow", "forward",
+       dict(input=[1, 0, 2**40, 1], filter_sizes=[1, 1, 1, 2**20],
+            padding=[[0, 0], [2**40, 2**40], [0, 0], [0, 0]],
+            out_backprop=[]), "output"),
+      ("input_grad_sizes_length", "input_grad", dict(input=[1, 5, 5]),
+       "input_sizes"),
+      ("input_grad_sizes_negative", "input_grad", dict(input=[1, 5, -5, 2]),
+       "input_sizes"),
+      ("input_grad_batch", "input_grad", dict(out_backprop=[2, 5, 5, 2]),
+       "batch"),
+      ("input_grad_rows", "input_grad", dict(out_backprop=[1, 4, 5, 2]),
+       "out_backprop"),
+      ("input_grad_stride", "input_grad", dict(strides=[1, 1, 2, 1]),
+       "out_backprop"),
+      ("input_grad_filter_rank", "input_grad", dict(filter_sizes=[3, 3, 2]),
+       "filter"),
+  )
+  def test_new_op_faults(self, op, changes, keyword):
+    ex = fuzz.expect(_spec(op=op, **changes), "cabi")
+    self.assertFalse(ex.ok, changes)
+    self.assertIn(keyword, ex.keywords, (changes, ex.reason))
+
+  def test_new_ops_valid(self):
+    for op in ("forward", "input_grad"):
+      ex = fuzz.expect(_spec(op=op), "cabi")
+      self.assertTrue(ex.ok, ex.reason)
+      self.assertEqual(ex.geometry["output_shape"], [1, 5, 5, 2])
+    # The forward computes its output: out_backprop [] is not checked, and
+    # TensorFlow has no out_backprop at all.
+    self.assertTrue(fuzz.expect(_spec(op="forward", out_backprop=[]),
+                                "cabi").ok)
+    self.assertTrue(fuzz.expect(_spec(op="forward", out_backprop=[9]),
+                                "tf").ok)
+    ex = fuzz.expect(_spec(op="forward", padding="VALID"), "cabi")
+    self.assertFalse(ex.ok)
+    ex = fuzz.expect(_spec(op="forward", padding="VALID", out_backprop=[]),
+                     "cabi")
+    self.assertEqual(ex.geometry["output_shape"], [1, 3, 3, 2])
+
+  def test_export_carries_the_op(self):
+    fields = dict(f.split("=", 1) for f in fuzz.export_line(
+        _spec(op="input_grad", dtype="float16", dy_dtype="float16",
+              filter_sizes=[3, 3, 2, 2], out_backprop=[1, 5, 5, 4])).split())
+    self.assertEqual((fields["op"], fields["valid"], fields["output"]),
+                     ("input_grad", "1", "1,5,5,2"))
+    # KH*KW*M terms per input-gradient element.
+    self.assertEqual(float(fields["atol"]), tolerance.bound(
+        "float16", 1.0, 1.0, 18, tolerance.TWO_RESULTS))
+    fields = dict(f.split("=", 1) for f in fuzz.export_line(
+        _spec(op="forward", out_backprop=[])).split())
+    self.assertEqual((fields["op"], fields["out_backprop"], fields["output"]),
+                     ("forward", ".", "1,5,5,2"))
+    fields = dict(f.split("=", 1) for f in fuzz.export_line(
+        _spec(op="forward", strides=[1, 0, 1, 1])).split())
+    self.assertEqual((fields["valid"], fields["output"]), ("0", "."))
 
   def test_c_strings_end_at_nul(self):
     spec = _spec(padding="VALID\x00x", out_backprop=[1, 3, 3, 2])

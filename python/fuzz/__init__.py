@@ -1,4 +1,15 @@
-"""Property-based fuzzing of dwop's op and of its C ABI (hypothesis).
+"""Property-based fuzzing of dwop's ops and of its C ABI (hypothesis).
+
+Each generated call is one of the three ops, chosen per case (the spec's
+"op"; absent means the filter gradient): the filter gradient
+(dwop.depthwise_conv2d_backprop_filter, dwop_filter_grad_*), the forward
+(dwop.depthwise_conv2d_native, dwop_forward_*) or the input gradient
+(dwop.depthwise_conv2d_backprop_input, dwop_input_grad_*). On the C ABI the
+CPU and reference entries of all three run (and the CUDA kernels emulated on
+the host for the filter gradient); on TensorFlow the new ops run eagerly only
+(their shape functions, which graph mode adds, are not modelled). The C ABI has
+no validation-only entry for the new ops, so their valid problems are only
+generated small enough to run.
 
 The property, for every generated call: it either returns the float64 oracle's
 answer (python/reference.py) within the dtype's tolerance, bit-identical for any

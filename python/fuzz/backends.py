@@ -11,9 +11,10 @@ import numpy as np
 import reference
 import testing
 import tolerance
-from fuzz.model import (FLOATS, JUNK_DTYPES, MAX_ELEMENTS, _c_string,
-                        _elements, _flatten, _list_attr, attr_padding, expect)
-from fuzz.strategies import _cheap_output
+from fuzz.model import (FLOATS, JUNK_DTYPES, MAX_ELEMENTS, OP_BUFFERS,
+                        _c_string, _elements, _flatten, _list_attr,
+                        attr_padding, expect, op_of)
+from fuzz.strategies import _cheap_output, new_op_shapes, nothing_to_sum
 
 
 
@@ -34,6 +35,49 @@ def values(spec):
     idx = rng.choice(flat.size, k, replace=False)
     flat[idx] = rng.choice([np.nan, np.inf, -np.inf], k)
   return x, dy
+
+
+def new_op_values(spec, shapes):
+  """The two input buffers of a forward / input-gradient spec, as float64
+  arrays exactly representable in every dtype ("special": NaN and inf in the
+  first)."""
+  rng = np.random.default_rng(spec["seed"])
+  names = OP_BUFFERS[op_of(spec)][:2]
+  arrays = []
+  for name in names:
+    shape = shapes[name]
+    arrays.append(np.zeros(0) if _elements(shape) == 0 else
+                  np.asarray(rng.integers(-8, 9, shape) / 8.0))
+  a = arrays[0]
+  if spec.get("values") == "special" and a.size:
+    flat = a.reshape(-1)
+    k = max(1, flat.size // 10)
+    idx = rng.choice(flat.size, k, replace=False)
+    flat[idx] = rng.choice([np.nan, np.inf, -np.inf], k)
+  return arrays[0], arrays[1]
+
+
+def new_op_oracle(spec, ex, a, b):
+  """The float64 forward / input gradient (zeros when nothing is summed)."""
+  shapes = new_op_shapes(spec, ex)
+  out_shape = shapes[OP_BUFFERS[op_of(spec)][2]]
+  if nothing_to_sum(spec, ex):
+    return np.zeros(out_shape, np.float64)
+  args = dict(strides=spec["strides"], padding=spec["padding"],
+              data_format=spec["data_format"] or "NHWC",
+              dilations=spec["dilations"] or [1, 1, 1, 1])
+  with np.errstate(invalid="ignore"):
+    if op_of(spec) == "forward":
+      return reference.depthwise_conv2d(a, b, **args)
+    return reference.depthwise_conv2d_backprop_input(spec["input"], a, b,
+                                                     **args)
+
+
+def new_op_terms(spec):
+  """Products summed into each output element: KH*KW for the forward,
+  KH*KW*M for the input gradient (as tests/conv_kernel_test.py counts)."""
+  kh, kw, _, m = _flatten(spec["filter_sizes"])
+  return kh * kw * (m if op_of(spec) == "input_grad" else 1)
 
 
 def oracle(spec, x, dy):
@@ -61,9 +105,10 @@ class Mismatch(AssertionError):
   pass
 
 
-def check_result(spec, result, x, dy):
+def check_result(spec, result, x, dy, want=None, tol=None):
   """result (float64) equals the oracle within tolerance; NaN/inf agree."""
-  want = oracle(spec, x, dy)
+  if want is None:
+    want = oracle(spec, x, dy)
   if result.shape != want.shape:
     raise Mismatch(f"shape {result.shape} != {want.shape}")
   nan_want, nan_got = np.isnan(want), np.isnan(result)
@@ -76,7 +121,8 @@ def check_result(spec, result, x, dy):
     raise Mismatch("infinities differ from the oracle")
   finite = ~(nan_want | inf_want)
   err = np.abs(result[finite] - want[finite]).max(initial=0.0)
-  tol = spec_tolerance(spec, x, dy)
+  if tol is None:
+    tol = spec_tolerance(spec, x, dy)
   if not err <= tol:
     raise Mismatch(f"max error {err:.3g} > tolerance {tol:.3g}")
 
@@ -94,7 +140,8 @@ def check_error(spec, ex, kind, message):
 
 
 class TfBackend:
-  """Calls dwop.depthwise_conv2d_backprop_filter, eagerly or traced."""
+  """Calls dwop.depthwise_conv2d_backprop_filter, eagerly or traced, and the
+  forward and the input gradient eagerly."""
   name = "tf"
 
   def __init__(self):
@@ -102,6 +149,8 @@ class TfBackend:
     import dwop  # pylint: disable=g-import-not-at-top
     self.tf = tf
     self.op = dwop.depthwise_conv2d_backprop_filter
+    self.forward = dwop.depthwise_conv2d_native
+    self.input_grad = dwop.depthwise_conv2d_backprop_input
     self.allowed = (tf.errors.InvalidArgumentError, ValueError, TypeError)
 
   def _tensor(self, shape, dtype, data):
@@ -120,9 +169,56 @@ class TfBackend:
     # Through int64: a narrower junk dtype (int16, uint8) wraps silently.
     return self.tf.constant(np.array(fs, np.int64).astype(dt))
 
+  def _run_new(self, spec, ex):
+    """dwop.depthwise_conv2d_native / depthwise_conv2d_backprop_input,
+    eagerly: the forward's filter has dtype dy_dtype, the input gradient's
+    filter dtype and its out_backprop dy_dtype."""
+    op = op_of(spec)
+    fs = _flatten(spec["filter_sizes"])
+    shapes = {"input": spec["input"], "filter": fs,
+              "out_backprop": spec["out_backprop"]}
+    names = OP_BUFFERS[op][:2]
+    if ex.ok:
+      a, b = new_op_values(spec, new_op_shapes(spec, ex))
+    else:  # values of the tensors' shapes, whatever they are
+      a, b = new_op_values(spec, shapes)
+    first, second = ("dtype", "dy_dtype")
+    ta = self._tensor(shapes[names[0]], spec[first], a)
+    tb = self._tensor(shapes[names[1]], spec[second], b)
+    kwargs = dict(strides=spec["strides"], padding=spec["padding"],
+                  dilations=spec["dilations"])
+    if spec["data_format"] is not None:
+      kwargs["data_format"] = spec["data_format"]
+    try:
+      if op == "forward":
+        out = self.forward(ta, tb, **kwargs)
+      else:
+        sizes = self._sizes(dict(spec, filter_sizes=spec["input"]))
+        out = self.input_grad(sizes, ta, tb, **kwargs)
+    except self.allowed as e:
+      check_error(spec, ex, type(e).__name__, str(e))
+      return "error"
+    if not ex.ok:
+      raise Mismatch(f"accepted, but expected an error ({ex.reason})")
+    if out.dtype.name != spec["dtype"]:
+      raise Mismatch(f"output dtype {out.dtype.name}")
+    out_shape = new_op_shapes(spec, ex)[OP_BUFFERS[op][2]]
+    if out.shape.as_list() != list(out_shape):
+      raise Mismatch(f"output shape {out.shape}, expected {out_shape}")
+    if _elements(out_shape) == 0:
+      return "ok"
+    want = new_op_oracle(spec, ex, a, b)
+    tol = 0.0 if nothing_to_sum(spec, ex) else tolerance.atol(
+        spec["dtype"], a, b, new_op_terms(spec))
+    check_result(spec, np.asarray(out.numpy(), np.float64), a, b, want=want,
+                 tol=tol)
+    return "ok"
+
   def run(self, spec):
     tf = self.tf
     ex = expect(spec, "tf")
+    if op_of(spec) != "filter_grad":
+      return self._run_new(spec, ex)
     x, dy = values(spec)
     xt = self._tensor(spec["input"], spec["dtype"], x)
     dyt = self._tensor(spec["out_backprop"], spec["dy_dtype"], dy)
@@ -224,6 +320,8 @@ class CabiBackend:
     self.pref = None if c.get("null_problem") else ctypes.byref(problem)
     self.err_size = c.get("error_size", 1024)
     self.error = ctypes.create_string_buffer(max(1, self.err_size))
+    if op_of(spec) != "filter_grad":
+      return self._run_new(spec, ex, c)
     geometry = self.cabi.Geometry()
     status = self.f.dwop_validate(self.pref, ctypes.byref(geometry),
                                   self.error, self.err_size)
@@ -285,6 +383,71 @@ class CabiBackend:
       self._check_refusal(spec, ex, status)
       if out is not None and not np.all(out == -7.0):
         raise Mismatch(f"dwop_filter_grad_{call} wrote its output on error")
+
+  def _call_new(self, op, backend, a, b, out, threads=2):
+    """dwop_<op>_<backend> on buffers (numpy arrays or None)."""
+    ptr = lambda v: None if v is None else v.ctypes.data_as(ctypes.c_void_p)
+    self.error.value = b""
+    if backend == "cpu":
+      return getattr(self.f, f"dwop_{op}_cpu")(
+          self.pref, ptr(a), ptr(b), ptr(out), threads, self.error,
+          self.err_size)
+    return getattr(self.f, f"dwop_{op}_reference")(
+        self.pref, ptr(a), ptr(b), ptr(out), self.error, self.err_size)
+
+  def _run_new(self, spec, ex, c):
+    """The forward or the input gradient: refused without touching the
+    buffers (checking the message), or run on the CPU kernel at several
+    thread counts (bitwise equal) and the reference kernel, on buffers of
+    exactly the right size, NaN-poisoned, against the float64 oracle."""
+    op = op_of(spec)
+    names = OP_BUFFERS[op]
+    null = c.get("null_buffer")
+    if not ex.ok:
+      bufs = [None if null == n else np.full(4, v) for n, v in
+              zip(names, (np.nan, np.nan, -7.0))]
+      for backend in ("cpu", "reference"):
+        status = self._call_new(op, backend, *bufs)
+        self._check_refusal(spec, ex, status)
+        if bufs[2] is not None and not np.all(bufs[2] == -7.0):
+          raise Mismatch(f"dwop_{op}_{backend} wrote its output on error")
+      return "error"
+    spec = dict(spec, padding=_c_string(spec["padding"], "cabi"),
+                data_format=_c_string(spec["data_format"], "cabi"))
+    dtype = spec["dtype"]
+    shapes = new_op_shapes(spec, ex)
+    a, b = new_op_values(spec, shapes)
+    ab = [self._buffer(dtype, v, null=null == n)[0]
+          for n, v in zip(names[:2], (a, b))]
+    n_out = _elements(shapes[names[2]])
+    results = []
+    for t in (1, 3, c.get("threads", 0), None):
+      out = self._buffer(dtype, elements=n_out, null=null == names[2])[0]
+      backend = "reference" if t is None else "cpu"
+      status = self._call_new(op, backend, ab[0], ab[1], out,
+                              0 if t is None else t)
+      who = "reference" if t is None else f"cpu (threads={t})"
+      if status != 0:
+        raise Mismatch(f"dwop_{op}_{who} failed: {self._message()}")
+      if out is None:
+        out = np.zeros(0, testing.numpy_dtype(dtype))
+      results.append((who, out))
+    cpu = [r for r in results if r[0].startswith("cpu")]
+    for who, out in cpu[1:]:
+      if out.tobytes() != cpu[0][1].tobytes():
+        raise Mismatch(f"dwop_{op}_{who} differs bitwise from 1 thread")
+    if n_out == 0:
+      return "ok"
+    want = new_op_oracle(spec, ex, a, b)
+    tol = 0.0 if nothing_to_sum(spec, ex) else tolerance.atol(
+        dtype, a, b, new_op_terms(spec))
+    for who, out in results:
+      try:
+        check_result(spec, out.astype(np.float64).reshape(want.shape), a, b,
+                     want=want, tol=tol)
+      except Mismatch as e:
+        raise Mismatch(f"dwop_{op}_{who}: {e}") from None
+    return "ok"
 
   def _run_emulated(self, spec, xp, dp, n_out, null):
     """The CUDA paths, emulated: auto, register and tiled."""

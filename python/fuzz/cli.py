@@ -44,6 +44,9 @@ def main(argv=None):
         f"with a clear error; {len(report.failures)} failure(s)")
   stages = {k[6:]: v for k, v in sorted(s.items()) if k.startswith("stage:")}
   print(f"  outcome by stage: {stages}")
+  ops = {k[3:]: v for k, v in sorted(s.items()) if k.startswith("op:")}
+  if ops:
+    print(f"  cases by op: {ops}")
   if s["cases"] < args.cases and report.ok:
     print(f"  only {s['cases']} of {args.cases} cases ran")
     return 1

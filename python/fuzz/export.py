@@ -4,12 +4,19 @@
 tests/sanitize/replay.cc (`make sanitize`) replays through the C ABI built
 with ASan/UBSan/TSan. This docstring is the format's one description:
 
-  dtype=2 input=1,5,5,2 filter_sizes=3,3,2,1 out_backprop=1,5,5,2
+  op=filter_grad dtype=2 input=1,5,5,2 filter_sizes=3,3,2,1 out_backprop=1,5,5,2
   strides=1,1,1,1 padding=x53414d45 explicit_paddings=. data_format=x4e485743
   dilations=1,1,1,1 null=. negative_count=. null_buffer=. threads=0 seed=3
-  valid=1 atol=0.00012
+  valid=1 atol=0.00012 output=1,5,5,2
 
 (one line, fields separated by single spaces, in this order):
+  op                filter_grad, forward or input_grad: which entry points
+                    (dwop_<op>_cpu and dwop_<op>_reference) the line calls.
+                    For all three, input, filter_sizes and out_backprop are
+                    the dwop_problem's input_shape, filter_sizes and
+                    out_backprop_shape (dwop_c.h): the input gradient's
+                    input_sizes, the filter's shape, and the forward's output
+                    shape ("." there: computed, not checked)
   dtype             the dwop_dtype enum value (any int: junk ones too)
   input, filter_sizes, out_backprop, strides, explicit_paddings, dilations
                     comma-separated int64 lists; "." an empty list, "-" a NULL
@@ -30,7 +37,8 @@ with ASan/UBSan/TSan. This docstring is the format's one description:
 """
 
 import tolerance
-from fuzz.model import FLOATS, _flatten, _list_attr, attr_padding, expect
+from fuzz.model import (FLOATS, _flatten, _list_attr, attr_padding, expect,
+                        op_of)
 from fuzz.runner import read_specs
 from fuzz.strategies import _strategies
 
@@ -52,7 +60,11 @@ def replay_atol(spec, ex):
   if not ex.ok:
     return 0.0
   g = ex.geometry
-  terms = _flatten(spec["input"])[0] * g["out_rows"] * g["out_cols"]
+  if op_of(spec) == "filter_grad":
+    terms = _flatten(spec["input"])[0] * g["out_rows"] * g["out_cols"]
+  else:  # as fuzz.backends.new_op_terms counts them
+    kh, kw, _, m = _flatten(spec["filter_sizes"])
+    terms = kh * kw * (m if op_of(spec) == "input_grad" else 1)
   return tolerance.bound(spec["dtype"], REPLAY_MAX_ABS, REPLAY_MAX_ABS, terms,
                          tolerance.TWO_RESULTS)
 
@@ -64,9 +76,18 @@ def export_line(spec):
   padding, explicit = attr_padding(spec, "cabi")
   dtype = c.get("dtype_enum", FLOATS.index(spec["dtype"])
                 if spec["dtype"] in FLOATS else 4)
+  op = op_of(spec)
+  if not ex.ok:
+    output = "."
+  elif op == "filter_grad":
+    output = _ints(_flatten(spec["filter_sizes"]))
+  elif op == "forward":
+    output = _ints(ex.geometry["output_shape"])
+  else:
+    output = _ints(spec["input"])
   fields = dict(
-      dtype=dtype, input=_ints(_flatten(spec["input"]) if spec["input"] else
-                               []),
+      op=op, dtype=dtype,
+      input=_ints(_flatten(spec["input"]) if spec["input"] else []),
       filter_sizes=_ints(_flatten(spec["filter_sizes"])),
       out_backprop=_ints(spec["out_backprop"]),
       strides=_ints(_list_attr(spec["strides"])) if spec["strides"] is not
@@ -78,7 +99,7 @@ def export_line(spec):
       negative_count=c.get("negative_count", "."),
       null_buffer=c.get("null_buffer", "."),
       threads=c.get("threads", 0), seed=spec["seed"] % 1000,
-      valid=int(ex.ok), atol=f"{replay_atol(spec, ex):.17g}")
+      valid=int(ex.ok), atol=f"{replay_atol(spec, ex):.17g}", output=output)
   return " ".join(f"{k}={v}" for k, v in fields.items())
 
 

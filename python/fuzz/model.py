@@ -323,10 +323,102 @@ def _geometry_stage(spec, attrs):
               dilation_cols=dw)
 
 
+# The three ops a spec may call (its "op"; absent: the filter gradient).
+OPS = ("filter_grad", "forward", "input_grad")
+# Each op's buffers, in the C ABI's argument order: two inputs, the output.
+OP_BUFFERS = {"filter_grad": ("input", "out_backprop", "filter_backprop"),
+              "forward": ("input", "filter", "output"),
+              "input_grad": ("filter", "out_backprop", "in_backprop")}
+
+
+def op_of(spec):
+  return spec.get("op", "filter_grad")
+
+
+def _rank4(name, shape, *keywords):
+  """CheckRank4: 4 dimensions, none negative."""
+  if len(shape) != 4:
+    raise _Fault(f"{name} rank {len(shape)}", name, *keywords)
+  if any(v < 0 for v in shape):
+    raise _Fault(f"{name} negative dim", name, *keywords)
+
+
+def _resolve_new(spec, attrs, input_name, dy):
+  """Resolve() of geometry.cc for the forward (dy None: computed) and the
+  input gradient (input_name "input_sizes"), after the rank checks."""
+  df, padding, (sh, sw), (dh, dw), (pt, pb, pl, pr) = attrs
+  x, f = spec["input"], _flatten(spec["filter_sizes"])
+  _checked_size(input_name, x)
+  if dy is not None:
+    _checked_size("out_backprop", dy)
+  if _checked_size("filter", f) > MAX_FILTER_ELEMENTS:
+    raise _Fault("filter too large", "filter")
+  row, depth = _row_dim(df), _depth_dim(df)
+  if dy is not None and dy[0] != x[0]:
+    raise _Fault("batch mismatch", "batch", input_name, "out_backprop")
+  if f[2] != x[depth]:
+    raise _Fault("in_depth mismatch", "filter", "in_depth")
+  if not _fits(f[2] * f[3]):
+    raise _Fault("in_depth * depth_multiplier overflows", "filter",
+                 "depth_multiplier")
+  if dy is not None and dy[depth] != f[2] * f[3]:
+    raise _Fault("out_depth mismatch", "out_backprop")
+  oh, pad_top = _output_size("rows", x[row], f[0], dh, sh, padding, pt, pb)
+  ow, pad_left = _output_size("cols", x[row + 1], f[1], dw, sw, padding, pl,
+                              pr)
+  if dy is not None:
+    if dy[row] != oh:
+      raise _Fault("out_backprop rows", "out_backprop")
+    if dy[row + 1] != ow:
+      raise _Fault("out_backprop cols", "out_backprop")
+  out = [x[0], 0, 0, 0]
+  out[row], out[row + 1], out[depth] = oh, ow, f[2] * f[3]
+  return dict(out_rows=oh, out_cols=ow, pad_top=pad_top, pad_left=pad_left,
+              stride_rows=sh, stride_cols=sw, dilation_rows=dh,
+              dilation_cols=dw, output_shape=out)
+
+
+def forward_output_shape(spec, backend="cabi"):
+  """The forward's output shape (data_format order), or None if invalid."""
+  ex = expect(dict(spec, op="forward", out_backprop=[]), backend)
+  return ex.geometry["output_shape"] if ex.ok else None
+
+
+def _forward_geometry_stage(spec, attrs):
+  """ComputeForwardGeometry, then the C ABI's out_backprop_shape check."""
+  _rank4("input", spec["input"])
+  _rank4("filter", _flatten(spec["filter_sizes"]))
+  g = _resolve_new(spec, attrs, "input", None)
+  # Resolve's CheckedSize of the computed output.
+  _checked_size("output", g["output_shape"])
+  dy = spec["out_backprop"]
+  # The C ABI's out_backprop_shape (TensorFlow's op has no such input).
+  if spec.get("backend") == "cabi" and dy and list(dy) != g["output_shape"]:
+    raise _Fault("out_backprop_shape is not the output's",
+                 "out_backprop_shape")
+  return g
+
+
+def _input_grad_geometry_stage(spec, attrs):
+  """ComputeInputGradGeometry: input_sizes (the C ABI's input_shape, a
+  1-D tensor there by construction), filter, out_backprop."""
+  x = spec["input"]
+  if len(x) != 4:
+    raise _Fault(f"input_sizes length {len(x)}", "input_sizes")
+  if any(v < 0 for v in x):
+    raise _Fault("input_sizes negative", "input_sizes")
+  _rank4("filter", _flatten(spec["filter_sizes"]))
+  _rank4("out_backprop", spec["out_backprop"])
+  return _resolve_new(spec, attrs, "input_sizes", spec["out_backprop"])
+
+
 def expect(spec, backend):
   """The model: what `spec` must do on `backend` ("tf" or "cabi")."""
   if backend == "cabi":  # the C ABI takes a flat int64 array
     spec = dict(spec, filter_sizes=_flatten(spec["filter_sizes"]))
+  op = op_of(spec)
+  if op != "filter_grad":
+    return _expect_new(spec, backend, op)
   stages = []
   if backend == "tf":
     stages.append(("python", lambda: _python_stage(spec)))
@@ -347,6 +439,56 @@ def expect(spec, backend):
     except _Fault as f:
       return Expect(False, f.keywords, f.reason, stage=name)
   return Expect(True, geometry=geometry[0], stage="ok")
+
+
+def _expect_new(spec, backend, op):
+  """expect() for the forward and the input gradient."""
+  stages = []
+  if backend == "tf":
+    stages.append(("python", lambda: _python_stage_new(spec, op)))
+  else:
+    stages.append(("cabi", lambda: _cabi_stage(spec)))
+  attrs = []
+  stages.append(("attrs", lambda: attrs.append(_attrs_stage(spec, backend))))
+  geometry = []
+  stage_fn = (_forward_geometry_stage if op == "forward" else
+              _input_grad_geometry_stage)
+  stages.append(("geometry", lambda: geometry.append(
+      stage_fn(dict(spec, backend=backend), attrs[0]))))
+  if backend == "cabi":
+    stages.append(("buffers",
+                   lambda: _buffer_stage_new(spec, op, geometry[0])))
+  for name, stage in stages:
+    try:
+      stage()
+    except _Fault as f:
+      return Expect(False, f.keywords, f.reason, stage=name)
+  return Expect(True, geometry=geometry[0], stage="ok")
+
+
+def _python_stage_new(spec, op):
+  """The Python wrapper and TensorFlow's op wrapper of the new ops: those of
+  the filter gradient, with the forward's filter (input #1, dtype
+  `dy_dtype`) or the input gradient's input_sizes (dtype `sizes_dtype`)."""
+  try:
+    _python_stage(dict(spec, sizes_dtype=spec["sizes_dtype"] if op ==
+                       "input_grad" else "list"))
+  except _Fault as f:
+    extra = ("input #1", "filter") if op == "forward" else (
+        "input_sizes", "input #1", "filter")
+    raise _Fault(f.reason, *f.keywords, *extra) from None
+
+
+def _buffer_stage_new(spec, op, geometry):
+  null = (spec.get("cabi") or {}).get("null_buffer")
+  if not null:
+    return
+  shapes = {"input": spec["input"], "in_backprop": spec["input"],
+            "filter": _flatten(spec["filter_sizes"]),
+            "out_backprop": spec["out_backprop"],
+            "output": geometry["output_shape"]}
+  if null in OP_BUFFERS[op] and _elements(shapes[null]) > 0:
+    raise _Fault(f"{null} buffer NULL", null, "buffer is NULL")
 
 
 def _buffer_stage(spec):

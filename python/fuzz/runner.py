@@ -12,7 +12,7 @@ import tempfile
 import time
 import traceback
 
-from fuzz.model import expect
+from fuzz.model import expect, op_of
 from fuzz.strategies import _strategies
 from fuzz.backends import backend_named
 
@@ -47,6 +47,7 @@ def run_child(backend_name, seed, cases, journal_path):
     stats["cases"] += 1
     stats[outcome] += 1
     stats["stage:" + expect(spec, backend_name).stage] += 1
+    stats["op:" + op_of(spec)] += 1
 
   try:
     prop()
@@ -85,6 +86,7 @@ def run_replay(backend_name, path):
       outcome = "failed"
     stats["cases"] += 1
     stats[outcome] += 1
+    stats["op:" + op_of(spec)] += 1
   print(RESULT_TAG + json.dumps(dict(stats)), flush=True)
   return 1 if failures else 0
 

@@ -10,7 +10,7 @@ from fuzz.model import (DTYPE_BYTES, FLOATS, HOSTILE, HUGE, INT32_MAX,
                         MAX_ELEMENTS, MAX_FILTER_BYTES, MAX_OUTPUT, MAX_TAPS,
                         _attrs_stage, _depth_dim, _elements, _Fault, _fits,
                         _flatten, _is_int, _list_attr, _output_size, _rank,
-                        _row_dim, expect)
+                        _row_dim, OP_BUFFERS, OPS, expect, op_of)
 
 
 
@@ -218,8 +218,7 @@ def _strategies():
       elif how == "dtype_enum":
         c[how] = draw(st.sampled_from([4, 5, -1, 2**31 - 1, -2**31]))
       elif how == "null_buffer":
-        c[how] = draw(st.sampled_from(["input", "out_backprop",
-                                       "filter_backprop"]))
+        c[how] = draw(st.sampled_from(OP_BUFFERS[op_of(s)]))
       elif how == "null_problem":
         c[how] = True
       elif how == "threads":
@@ -233,8 +232,27 @@ def _strategies():
   def specs(draw, backend):
     from hypothesis import assume  # pylint: disable=g-import-not-at-top
     spec = draw(base())
+    # The op, per case: the C ABI runs all three; TensorFlow the filter
+    # gradient (see fuzz/__init__.py). For the forward and the input gradient
+    # the spec's fields keep their meaning as shapes: input (the input
+    # gradient's input_sizes), filter_sizes (the filter's shape) and
+    # out_backprop (the forward's output shape as the C ABI's
+    # out_backprop_shape: [] leaves it to be computed).
+    # TensorFlow runs the new ops eagerly only (graph mode adds their shape
+    # functions, which this model does not restate).
+    op = draw(st.sampled_from(OPS))
+    if op != "filter_grad":
+      spec["op"] = op
+      if op == "forward" and draw(st.integers(0, 2)) == 0:
+        spec["out_backprop"] = []
+      if backend == "tf":
+        spec["graph"] = None
+        if op == "input_grad" and spec["sizes_dtype"] == "list":
+          spec["sizes_dtype"] = "int64"
     mutations = draw(st.sampled_from([0] * 10 + [1] * 7 + [2] * 3))
     spec["mutations"] = [mutate(draw, spec, backend) for _ in range(mutations)]
+    if op != "filter_grad":  # a shape: no nested filter_sizes
+      spec["filter_sizes"] = _flatten(spec["filter_sizes"])
     if backend == "cabi":  # filter_sizes is a flat int64 array there
       spec.pop("graph")
       spec["sizes_dtype"] = "int64"
@@ -269,7 +287,9 @@ def _true_out_backprop(spec, draw):
 
 def _fix_sizes_dtype(spec):
   """int32 filter_sizes cannot hold larger values: use int64 then."""
-  values = [v for v in _flatten(spec["filter_sizes"]) if _is_int(v)]
+  sizes = spec["input"] if op_of(spec) == "input_grad" else spec[
+      "filter_sizes"]
+  values = [v for v in _flatten(sizes) if _is_int(v)]
   if spec["sizes_dtype"] == "int32" and any(abs(v) > INT32_MAX
                                             for v in values):
     spec["sizes_dtype"] = "int64"
@@ -298,19 +318,57 @@ def runnable(spec, backend):
   """Whether the generated spec can be executed cheaply and safely."""
   ex = expect(spec, backend)
   if backend == "tf":
-    for key, dtype in (("input", "dtype"), ("out_backprop", "dy_dtype")):
-      shape = spec[key]
+    tensors = {"filter_grad": ("input", "out_backprop"),
+               "forward": ("input", "filter_sizes"),
+               "input_grad": ("filter_sizes", "out_backprop")}[op_of(spec)]
+    if op_of(spec) != "filter_grad":
+      if not all(_is_int(v) for v in _flatten(spec["filter_sizes"]) +
+                 _flatten(spec["input"])):
+        return False
+      if ex.ok and not cheap_new(spec, ex):
+        return False
+    for key in tensors:
+      shape = _flatten(spec[key])
       if not _tf_constructible(shape):
         return False
       if _elements(shape) > MAX_ELEMENTS:
         return False
-    if ex.ok and not _cheap_output(spec):
+    if ex.ok and op_of(spec) == "filter_grad" and not _cheap_output(spec):
       return False
   else:
     for key in ("input", "out_backprop"):
       if len(spec[key]) > 8:
         return False
+    if op_of(spec) != "filter_grad" and ex.ok and not cheap_new(spec, ex):
+      return False  # no validation-only entry for these ops: must run
   return True
+
+
+def new_op_shapes(spec, ex):
+  """{buffer name: shape} of a valid forward or input-gradient spec."""
+  fs = _flatten(spec["filter_sizes"])
+  if op_of(spec) == "forward":
+    return {"input": spec["input"], "filter": fs,
+            "output": ex.geometry["output_shape"]}
+  return {"filter": fs, "out_backprop": spec["out_backprop"],
+          "in_backprop": spec["input"]}
+
+
+def nothing_to_sum(spec, ex):
+  """geometry.h's NothingToSum: an empty input, filter or output."""
+  fs = _flatten(spec["filter_sizes"])
+  out = (ex.geometry["output_shape"] if op_of(spec) == "forward" else
+         spec["out_backprop"])
+  return 0 in (_elements(spec["input"]), _elements(fs), _elements(out))
+
+
+def cheap_new(spec, ex):
+  """A valid forward / input gradient whose buffers and oracle are small."""
+  if any(_elements(shape) > MAX_ELEMENTS
+         for shape in new_op_shapes(spec, ex).values()):
+    return False
+  fs = _flatten(spec["filter_sizes"])
+  return nothing_to_sum(spec, ex) or fs[0] * fs[1] <= MAX_TAPS
 
 
 def _cheap_output(spec):

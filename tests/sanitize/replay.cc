@@ -19,6 +19,14 @@
 // the CPU kernel agrees with the reference; when invalid, both kernels on
 // one-element buffers, checking they refuse and leave the output alone.
 // Checking correctness against the float64 oracle is python/fuzz's job.
+//
+// Lines of the forward and the input gradient (op=forward, op=input_grad)
+// run dwop_<op>_reference and dwop_<op>_cpu (every variant, thread count) the
+// same way. These ops have no validation-only entry point: the driver takes
+// the model's verdict (valid) and the output's shape (output) from the line,
+// and checks that the kernels agree with it (a line it calls invalid is
+// first probed with NULL buffers, so that an accepted one never runs on the
+// one-element buffers).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -231,6 +239,7 @@ int64_t Count(int64_t a, int64_t b, int64_t c, int64_t d) {
 
 struct Stats {
   int cases = 0, computed = 0, validated = 0, refused = 0, failures = 0;
+  std::map<std::string, int> ops;  // lines per op
 };
 
 void Fail(Stats* stats, const Case& c, const std::string& what) {
@@ -238,7 +247,174 @@ void Fail(Stats* stats, const Case& c, const std::string& what) {
   std::cerr << "line " << c.line << ": " << what << "\n";
 }
 
+int64_t Elements(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d == 0) return 0;
+  }
+  for (int64_t d : shape) n *= d;  // only called on small valid shapes
+  return n;
+}
+
+bool Small(const std::vector<int64_t>& shape) {
+  // Zero-safe and overflow-safe: any zero makes it empty.
+  for (int64_t d : shape) {
+    if (d == 0) return true;
+  }
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || d > kMaxElements || n * d > kMaxElements) return false;
+    n *= d;
+  }
+  return true;
+}
+
+// dwop_<op>_cpu / dwop_<op>_reference of the forward and the input gradient:
+// a and b are the two inputs (forward: input, filter; input gradient:
+// filter, out_backprop), out the output (output, in_backprop).
+dwop_status CallNew(const std::string& op, const dwop_problem* p, const void* a,
+                    const void* b, void* out, int32_t threads, bool reference,
+                    char* error, size_t error_size) {
+  if (op == "forward") {
+    return reference
+               ? dwop_forward_reference(p, a, b, out, error, error_size)
+               : dwop_forward_cpu(p, a, b, out, threads, error, error_size);
+  }
+  return reference
+             ? dwop_input_grad_reference(p, a, b, out, error, error_size)
+             : dwop_input_grad_cpu(p, a, b, out, threads, error, error_size);
+}
+
+void RunNew(const Case& c, const std::string& op, Stats* stats) {
+  ++stats->cases;
+  const dwop_problem problem = Problem(c);
+  const int dtype = std::stoi(c.fields.at("dtype"));
+  const bool valid = c.fields.at("valid") == "1";
+  const std::string null_buffer = c.fields.at("null_buffer");
+  const int32_t threads = std::stoi(c.fields.at("threads"));
+  const uint32_t seed = static_cast<uint32_t>(std::stoul(c.fields.at("seed")));
+  const char* const names[3] = {op == "forward" ? "input" : "filter",
+                                op == "forward" ? "filter" : "out_backprop",
+                                op == "forward" ? "output" : "in_backprop"};
+  char error[256];
+  if (!valid) {
+    // The line's verdict is the model's, not the library's: first probe with
+    // NULL buffers (refused for any non-empty tensor after validation), so
+    // that a problem the library accepts never reaches the tiny buffers.
+    const dwop_status probe = CallNew(op, &problem, nullptr, nullptr, nullptr,
+                                      1, false, error, sizeof(error));
+    if (probe == DWOP_OK || (null_buffer == "." &&
+                             std::strstr(error, "buffer is NULL") != nullptr)) {
+      Fail(stats, c, op + " accepted a problem the model refuses: " + error);
+      ++stats->refused;
+      return;
+    }
+    // Refusals: the kernels must not read the one-element inputs past their
+    // end, nor write the output.
+    const int safe_dtype = dtype >= 0 && dtype <= 3 ? dtype : DWOP_DOUBLE;
+    Buffer a(1, safe_dtype, null_buffer == names[0]);
+    Buffer b(1, safe_dtype, null_buffer == names[1]);
+    Buffer out(1, safe_dtype, null_buffer == names[2]);
+    if (out.data != nullptr) std::memset(out.data, 0xAB, out.bytes);
+    for (bool reference : {false, true}) {
+      const dwop_status s = CallNew(op, &problem, a.data, b.data, out.data, 2,
+                                    reference, error, sizeof(error));
+      if (s != DWOP_INVALID_ARGUMENT) {
+        Fail(stats, c,
+             op + (reference ? " reference" : " cpu") +
+                 " did not refuse an invalid problem (status " +
+                 std::to_string(s) + ")");
+      }
+    }
+    const unsigned char* o = static_cast<const unsigned char*>(out.data);
+    for (int64_t i = 0; o != nullptr && i < out.bytes; ++i) {
+      if (o[i] != 0xAB) {
+        Fail(stats, c, "output written on error");
+        break;
+      }
+    }
+    ++stats->refused;
+    return;
+  }
+  std::vector<int64_t> output;
+  try {
+    output = Ints(c.fields.at("output"), nullptr);
+  } catch (const std::exception&) {
+    Fail(stats, c, "bad output field");
+    return;
+  }
+  const std::vector<int64_t>& shape_a =
+      op == "forward" ? c.input : c.filter_sizes;
+  const std::vector<int64_t>& shape_b =
+      op == "forward" ? c.filter_sizes : c.out_backprop;
+  if (!Small(shape_a) || !Small(shape_b) || !Small(output)) {
+    ++stats->validated;  // too large to run here (no validation-only entry)
+    return;
+  }
+  const int64_t na = Elements(shape_a), nb = Elements(shape_b),
+                no = Elements(output);
+  Buffer a(na, dtype, null_buffer == names[0]);
+  Buffer b(nb, dtype, null_buffer == names[1]);
+  Fill(&a, dtype, na, seed);
+  Fill(&b, dtype, nb, seed + 1);
+  std::vector<Buffer*> outs;
+  const int32_t thread_counts[] = {1, 3, threads};
+  for (int i = 0; i < 1 + kNumVariants * 3; ++i) {
+    Buffer* out = new Buffer(no, dtype, null_buffer == names[2]);
+    if (out->data != nullptr) std::memset(out->data, 0xFF, out->bytes);
+    if (i > 0) {
+      setenv("DWOP_CPU_ISA", kVariants[(i - 1) / 3].isa, 1);
+      setenv("DWOP_CPU_PLAN", kVariants[(i - 1) / 3].plan, 1);
+    }
+    const dwop_status s = CallNew(op, &problem, a.data, b.data, out->data,
+                                  i == 0 ? 0 : thread_counts[(i - 1) % 3],
+                                  i == 0, error, sizeof(error));
+    if (s != DWOP_OK) {
+      Fail(stats, c, op + " kernel failed: " + error);
+    }
+    outs.push_back(out);
+  }
+  unsetenv("DWOP_CPU_ISA");
+  unsetenv("DWOP_CPU_PLAN");
+  const double atol = std::stod(c.fields.at("atol"));
+  for (int64_t i = 0; i < no && outs[0]->data != nullptr; ++i) {
+    const double ref = Get(*outs[0], dtype, i);
+    for (size_t k = 0; k < outs.size(); ++k) {
+      const double v = Get(*outs[k], dtype, i);
+      const std::string who =
+          k == 0 ? "reference" : "cpu (" + VariantName((k - 1) / 3) + ")";
+      if (!std::isfinite(v)) {
+        Fail(stats, c,
+             op + " " + who + ": output element " + std::to_string(i) +
+                 " not written (or not finite)");
+        break;
+      }
+      if (std::abs(v - ref) > atol) {
+        Fail(stats, c,
+             op + " " + who + " and reference differ at " + std::to_string(i));
+        break;
+      }
+    }
+  }
+  for (size_t k = 1; k < outs.size() && no > 0; ++k) {
+    const Buffer* first = outs[1 + (k - 1) / 3 * 3];  // same ISA, 1 thread
+    if (first->data != nullptr &&
+        std::memcmp(first->data, outs[k]->data, first->bytes) != 0) {
+      Fail(stats, c,
+           op + " cpu (" + VariantName((k - 1) / 3) +
+               ") results differ between thread counts");
+    }
+  }
+  for (Buffer* b : outs) delete b;
+  ++stats->computed;
+}
+
 void Run(const Case& c, Stats* stats) {
+  const auto op_field = c.fields.find("op");
+  if (op_field != c.fields.end() && op_field->second != "filter_grad") {
+    RunNew(c, op_field->second, stats);
+    return;
+  }
   ++stats->cases;
   const dwop_problem problem = Problem(c);
   const int dtype = std::stoi(c.fields.at("dtype"));
@@ -433,7 +609,34 @@ void EdgeCalls(Stats* stats) {
   if (dwop_validate(&p, &g, nullptr, 64) != DWOP_INVALID_ARGUMENT) {
     Fail(stats, c, "NULL error buffer broke the refusal");
   }
-  stats->cases += 6;
+  // The forward and the input gradient: a NULL problem, and a refusal with
+  // a truncated (or no) error buffer.
+  float one = 0.0f;
+  for (const char* op : {"forward", "input_grad"}) {
+    if (CallNew(op, nullptr, &one, &one, &one, 1, false, error,
+                sizeof(error)) != DWOP_INVALID_ARGUMENT ||
+        CallNew(op, nullptr, &one, &one, &one, 1, true, error, sizeof(error)) !=
+            DWOP_INVALID_ARGUMENT) {
+      Fail(stats, c, std::string(op) + ": NULL problem accepted");
+    }
+    for (size_t size : {size_t{0}, size_t{1}, sizeof(error)}) {
+      std::memset(error, 'z', sizeof(error));
+      if (CallNew(op, &p, &one, &one, &one, 1, false, error, size) !=
+          DWOP_INVALID_ARGUMENT) {
+        Fail(stats, c, std::string(op) + ": bad padding accepted");
+      }
+      if (size == 0 && error[0] != 'z') Fail(stats, c, "wrote 0-byte buffer");
+      if (size > 0 && std::strlen(error) != size - 1) {
+        Fail(stats, c, "message not truncated to the buffer");
+      }
+    }
+    if (CallNew(op, &p, &one, &one, &one, 1, true, nullptr, 64) !=
+        DWOP_INVALID_ARGUMENT) {
+      Fail(stats, c, std::string(op) + ": NULL error buffer broke it");
+    }
+    if (one != 0.0f) Fail(stats, c, std::string(op) + ": wrote on error");
+  }
+  stats->cases += 6 + 2 * 6;
 }
 
 }  // namespace
@@ -487,6 +690,8 @@ int main(int argc, char** argv) {
       Fail(&stats, c, "unparsable line");
       continue;
     }
+    const auto op = c.fields.find("op");
+    ++stats.ops[op == c.fields.end() ? "filter_grad" : op->second];
     Run(c, &stats);
   }
   std::printf(
@@ -496,5 +701,8 @@ int main(int argc, char** argv) {
       "%d validated only, %d refused; %d failure(s)\n",
       stats.cases, stats.computed, kNumVariants, stats.validated, stats.refused,
       stats.failures);
+  for (const auto& [op, n] : stats.ops) {
+    std::printf("  op %s: %d line(s)\n", op.c_str(), n);
+  }
   return stats.failures == 0 ? 0 : 1;
 }
