@@ -2,25 +2,25 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <cstdint>
 #include <exception>
-#include <initializer_list>
-#include <utility>
 #include <functional>
+#include <initializer_list>
 #include <mutex>
 #include <new>
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "cc/kernels/common/geometry.h"
+#include "cc/kernels/common/reference.h"
 #include "cc/kernels/cpu/conv.h"
 #include "cc/kernels/cpu/cpu.h"
 #include "cc/kernels/cuda/cuda.h"
-#include "cc/kernels/common/geometry.h"
-#include "cc/kernels/common/reference.h"
 
 namespace dwop {
 namespace {
@@ -93,19 +93,16 @@ Status ReadProblem(const dwop_problem* problem, OpKind op, ProblemArrays* p,
   if (problem == nullptr) return Status::InvalidArgument("problem is NULL");
   const int32_t dtype = RawDType(problem);
   if (dtype < DWOP_HALF || dtype > DWOP_DOUBLE) {
-    return Status::InvalidArgument("dwop_problem.dtype " +
-                                   std::to_string(dtype) +
-                                   " is not a dwop_dtype");
+    return Status::InvalidArgument(
+        "dwop_problem.dtype " + std::to_string(dtype) + " is not a dwop_dtype");
   }
   p->dtype = static_cast<DType>(dtype);
   OpAttrs& attrs = p->attrs;
+  DWOP_RETURN_IF_ERROR(ReadArray("strides", problem->strides,
+                                 problem->num_strides, &attrs.strides));
   DWOP_RETURN_IF_ERROR(
-      ReadArray("strides", problem->strides, problem->num_strides,
-                &attrs.strides));
-  DWOP_RETURN_IF_ERROR(ReadArray("explicit_paddings",
-                                 problem->explicit_paddings,
-                                 problem->num_explicit_paddings,
-                                 &attrs.explicit_paddings));
+      ReadArray("explicit_paddings", problem->explicit_paddings,
+                problem->num_explicit_paddings, &attrs.explicit_paddings));
   DWOP_RETURN_IF_ERROR(ReadArray("dilations", problem->dilations,
                                  problem->num_dilations, &attrs.dilations));
   DWOP_RETURN_IF_ERROR(ReadString("padding", problem->padding, &attrs.padding));
@@ -135,15 +132,14 @@ Status Resolve(const dwop_problem* problem, OpKind op, Geometry* geo,
   switch (op) {
     case OpKind::kFilterGrad: {
       const int64_t num_sizes = static_cast<int64_t>(p.sizes.size());
-      DWOP_RETURN_IF_ERROR(ComputeGeometry(conv, p.input_shape(),
-                                           ShapeRef{&num_sizes, 1},
-                                           p.sizes.data(),
-                                           p.out_backprop_shape(), geo));
+      DWOP_RETURN_IF_ERROR(
+          ComputeGeometry(conv, p.input_shape(), ShapeRef{&num_sizes, 1},
+                          p.sizes.data(), p.out_backprop_shape(), geo));
       return CheckFilterBytes(*geo, p.dtype);
     }
     case OpKind::kForward: {
-      DWOP_RETURN_IF_ERROR(ComputeForwardGeometry(conv, p.input_shape(),
-                                                  p.filter_shape(), geo));
+      DWOP_RETURN_IF_ERROR(
+          ComputeForwardGeometry(conv, p.input_shape(), p.filter_shape(), geo));
       int64_t output[4];
       OutputDims(*geo, output);
       if (!p.out_backprop.empty() &&
@@ -179,8 +175,8 @@ Status CheckBuffers(std::initializer_list<std::pair<int64_t, const void*>> b) {
 Status MakeParams(const dwop_problem* problem, const void* input,
                   const void* out_backprop, void* filter_backprop,
                   FilterGradParams* params) {
-  DWOP_RETURN_IF_ERROR(Resolve(problem, OpKind::kFilterGrad, &params->geo,
-                               &params->dtype));
+  DWOP_RETURN_IF_ERROR(
+      Resolve(problem, OpKind::kFilterGrad, &params->geo, &params->dtype));
   const Geometry& g = params->geo;
   DWOP_RETURN_IF_ERROR(CheckBuffers({{g.input_elements(), input},
                                      {g.out_backprop_elements(), out_backprop},
@@ -225,8 +221,8 @@ Status MakeParams(const dwop_problem* problem, const void* filter,
 // millions of threads would only exhaust the process.
 ParallelFor ThreadsParallelFor(int32_t num_threads) {
   if (num_threads <= 0) {
-    num_threads = static_cast<int32_t>(
-        std::max(1u, std::thread::hardware_concurrency()));
+    num_threads =
+        static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
   }
   num_threads = std::min(num_threads, kMaxThreads);
   return [num_threads](int64_t n, int64_t,
@@ -400,8 +396,7 @@ Status FilterGradCuda(const dwop_problem* problem, const void* input,
 // The conv plan of `params` for a device with sm_count SMs (<= 0: the
 // current device's).
 template <typename Params>
-Status PlanConvFor(const Params& params, int32_t sm_count,
-                   CudaConvPlan* plan) {
+Status PlanConvFor(const Params& params, int32_t sm_count, CudaConvPlan* plan) {
   CudaDevice device;
   DWOP_RETURN_IF_ERROR(PlanningDevice(sm_count, 0, &device));
   return PlanCuda(params, device, plan);
@@ -510,12 +505,22 @@ dwop_status dwop_validate(const dwop_problem* problem, dwop_geometry* geometry,
   });
   const dwop::Geometry& g = params.geo;
   if (status.ok() && geometry != nullptr) {
-    *geometry = dwop_geometry{g.batch,         g.in_rows,       g.in_cols,
-                              g.in_depth,      g.depth_multiplier,
-                              g.filter_rows,   g.filter_cols,   g.out_rows,
-                              g.out_cols,      g.stride_rows,   g.stride_cols,
-                              g.dilation_rows, g.dilation_cols, g.pad_top,
-                              g.pad_left,      g.layout == dwop::Layout::kNCHW};
+    *geometry = dwop_geometry{g.batch,
+                              g.in_rows,
+                              g.in_cols,
+                              g.in_depth,
+                              g.depth_multiplier,
+                              g.filter_rows,
+                              g.filter_cols,
+                              g.out_rows,
+                              g.out_cols,
+                              g.stride_rows,
+                              g.stride_cols,
+                              g.dilation_rows,
+                              g.dilation_cols,
+                              g.pad_top,
+                              g.pad_left,
+                              g.layout == dwop::Layout::kNCHW};
   }
   return dwop::Report(status, error, error_size);
 }
@@ -538,10 +543,10 @@ dwop_status dwop_forward_cpu(const dwop_problem* problem, const void* input,
       error, error_size);
 }
 
-dwop_status dwop_input_grad_cpu(const dwop_problem* problem,
-                                const void* filter, const void* out_backprop,
-                                void* in_backprop, int32_t num_threads,
-                                char* error, size_t error_size) {
+dwop_status dwop_input_grad_cpu(const dwop_problem* problem, const void* filter,
+                                const void* out_backprop, void* in_backprop,
+                                int32_t num_threads, char* error,
+                                size_t error_size) {
   return dwop::CpuEntry<dwop::InputGradParams, dwop::CpuConvPlan>(
       dwop::OpKind::kInputGrad, problem, filter, out_backprop, in_backprop,
       num_threads, error, error_size);
@@ -568,8 +573,8 @@ dwop_status dwop_forward_reference(const dwop_problem* problem,
                                    const void* input, const void* filter,
                                    void* output, char* error,
                                    size_t error_size) {
-  return dwop::ReferenceEntry<dwop::ForwardParams>(problem, input, filter, output,
-                                             error, error_size);
+  return dwop::ReferenceEntry<dwop::ForwardParams>(problem, input, filter,
+                                                   output, error, error_size);
 }
 
 dwop_status dwop_input_grad_reference(const dwop_problem* problem,
@@ -587,7 +592,8 @@ int32_t dwop_cuda_device_count(char* error, size_t error_size) {
 #ifdef DWOP_WITH_CUDA
   std::string why;
   const int count = dwop::CudaDeviceCount(&why);
-  if (count == 0) dwop::Report(dwop::Status::Unavailable(why), error, error_size);
+  if (count == 0)
+    dwop::Report(dwop::Status::Unavailable(why), error, error_size);
   return count;
 #else
   dwop::Report(dwop::Status::Unavailable(dwop::kBuiltWithoutCuda), error,
@@ -619,9 +625,9 @@ dwop_status dwop_filter_grad_cuda(const dwop_problem* problem,
                                   const void* input, const void* out_backprop,
                                   void* filter_backprop, void* cuda_stream,
                                   char* error, size_t error_size) {
-  return dwop_filter_grad_cuda_ex(problem, input, out_backprop,
-                                  filter_backprop, DWOP_CUDA_AUTO, nullptr, 0,
-                                  cuda_stream, error, error_size);
+  return dwop_filter_grad_cuda_ex(problem, input, out_backprop, filter_backprop,
+                                  DWOP_CUDA_AUTO, nullptr, 0, cuda_stream,
+                                  error, error_size);
 }
 
 dwop_status dwop_filter_grad_cuda_ex(const dwop_problem* problem,
@@ -633,8 +639,8 @@ dwop_status dwop_filter_grad_cuda_ex(const dwop_problem* problem,
                                      size_t error_size) {
   return dwop::Report(dwop::Guarded([&] {
                         return dwop::FilterGradCuda(
-                            problem, input, out_backprop, filter_backprop,
-                            path, workspace, workspace_bytes, cuda_stream);
+                            problem, input, out_backprop, filter_backprop, path,
+                            workspace, workspace_bytes, cuda_stream);
                       }),
                       error, error_size);
 }
@@ -648,8 +654,8 @@ dwop_status dwop_filter_grad_cuda_emulated(
     DWOP_RETURN_IF_ERROR(dwop::MakeParams(problem, input, out_backprop,
                                           filter_backprop, &params));
     dwop::CudaPlan plan;
-    DWOP_RETURN_IF_ERROR(dwop::PlanFor(params, path, sm_count,
-                                       shared_memory_per_block, &plan));
+    DWOP_RETURN_IF_ERROR(
+        dwop::PlanFor(params, path, sm_count, shared_memory_per_block, &plan));
     return dwop::EmulateCuda(params, plan);
   });
   return dwop::Report(status, error, error_size);
@@ -657,8 +663,8 @@ dwop_status dwop_filter_grad_cuda_emulated(
 
 // ---- CUDA forward and input gradient.
 
-dwop_status dwop_cuda_conv_plan_problem(const dwop_problem* problem,
-                                        int32_t op, int32_t sm_count,
+dwop_status dwop_cuda_conv_plan_problem(const dwop_problem* problem, int32_t op,
+                                        int32_t sm_count,
                                         dwop_cuda_conv_plan* plan, char* error,
                                         size_t error_size) {
   const dwop::Status status = dwop::Guarded([&] {
@@ -715,8 +721,7 @@ dwop_status dwop_input_grad_cuda_emulated(const dwop_problem* problem,
                                           void* in_backprop, int32_t sm_count,
                                           char* error, size_t error_size) {
   return dwop::ConvEmulatedEntry<dwop::InputGradParams>(
-      problem, filter, out_backprop, in_backprop, sm_count, error,
-      error_size);
+      problem, filter, out_backprop, in_backprop, sm_count, error, error_size);
 }
 
 }  // extern "C"

@@ -3,9 +3,9 @@
  * check, none of which need TensorFlow.
  *
  * Every entry point validates its arguments with the same code as the
- * TensorFlow op (cc/kernels/common/geometry.h) and returns a dwop_status; on failure
- * it writes a NUL-terminated message into `error` (at most error_size bytes,
- * error may be NULL). A call refused by validation leaves the output
+ * TensorFlow op (cc/kernels/common/geometry.h) and returns a dwop_status; on
+ * failure it writes a NUL-terminated message into `error` (at most error_size
+ * bytes, error may be NULL). A call refused by validation leaves the output
  * untouched; after a failure while computing (out of memory, a CUDA error)
  * its contents are unspecified. */
 #ifndef DWOP_CC_C_API_DWOP_C_H_
@@ -18,7 +18,8 @@
 extern "C" {
 #endif
 
-/* The library is built with hidden visibility; only these names are exported. */
+/* The library is built with hidden visibility; only these names are exported.
+ */
 #define DWOP_EXPORT __attribute__((visibility("default")))
 
 /* Bumped whenever a declaration below changes. */
@@ -58,7 +59,7 @@ typedef struct dwop_problem {
   int32_t out_backprop_rank;
   const int64_t* strides;
   int32_t num_strides;
-  const char* padding;     /* "SAME", "VALID" or "EXPLICIT" */
+  const char* padding; /* "SAME", "VALID" or "EXPLICIT" */
   const int64_t* explicit_paddings;
   int32_t num_explicit_paddings;
   const char* data_format; /* "NHWC" or "NCHW" */
@@ -80,58 +81,54 @@ DWOP_EXPORT int32_t dwop_abi_version(void);
 
 /* Validates `problem` without touching any buffer; on success fills
  * `geometry` (may be NULL). */
-DWOP_EXPORT dwop_status dwop_validate(const dwop_problem* problem, dwop_geometry* geometry,
-                          char* error, size_t error_size);
+DWOP_EXPORT dwop_status dwop_validate(const dwop_problem* problem,
+                                      dwop_geometry* geometry, char* error,
+                                      size_t error_size);
 
 /* The fast CPU kernel on host buffers, dense in data_format order;
  * filter_backprop is [KH, KW, C, M]. Runs on num_threads threads (<= 0: one
  * per hardware thread). Bitwise identical for any num_threads. */
-DWOP_EXPORT dwop_status dwop_filter_grad_cpu(const dwop_problem* problem, const void* input,
-                                 const void* out_backprop,
-                                 void* filter_backprop, int32_t num_threads,
-                                 char* error, size_t error_size);
+DWOP_EXPORT dwop_status dwop_filter_grad_cpu(
+    const dwop_problem* problem, const void* input, const void* out_backprop,
+    void* filter_backprop, int32_t num_threads, char* error, size_t error_size);
 
 /* The fast CPU forward and input gradient, like dwop_filter_grad_cpu:
  * output has the shape of out_backprop, in_backprop that of input; filter is
  * [KH, KW, C, M]. Bitwise identical for any num_threads. */
 DWOP_EXPORT dwop_status dwop_forward_cpu(const dwop_problem* problem,
-                             const void* input, const void* filter,
-                             void* output, int32_t num_threads, char* error,
-                             size_t error_size);
-DWOP_EXPORT dwop_status dwop_input_grad_cpu(const dwop_problem* problem,
-                                const void* filter, const void* out_backprop,
-                                void* in_backprop, int32_t num_threads,
-                                char* error, size_t error_size);
+                                         const void* input, const void* filter,
+                                         void* output, int32_t num_threads,
+                                         char* error, size_t error_size);
+DWOP_EXPORT dwop_status dwop_input_grad_cpu(
+    const dwop_problem* problem, const void* filter, const void* out_backprop,
+    void* in_backprop, int32_t num_threads, char* error, size_t error_size);
 
 /* The instruction-set level the CPU kernels use now: "avx512", "avx2"
  * or "generic" (a static string). The CPU's best level unless the
  * environment variable DWOP_CPU_ISA, read on every call, forces a lower one. */
 DWOP_EXPORT const char* dwop_cpu_isa(void);
 
-/* The naive reference kernel (cc/kernels/common/reference.h); single-threaded. */
-DWOP_EXPORT dwop_status dwop_filter_grad_reference(const dwop_problem* problem,
-                                       const void* input,
-                                       const void* out_backprop,
-                                       void* filter_backprop, char* error,
-                                       size_t error_size);
+/* The naive reference kernel (cc/kernels/common/reference.h); single-threaded.
+ */
+DWOP_EXPORT dwop_status dwop_filter_grad_reference(
+    const dwop_problem* problem, const void* input, const void* out_backprop,
+    void* filter_backprop, char* error, size_t error_size);
 
 /* The naive reference kernels of the forward and the input gradient
  * (cc/kernels/common/reference.h); single-threaded. output has the shape of
  * out_backprop_shape, in_backprop that of input_shape. */
 DWOP_EXPORT dwop_status dwop_forward_reference(const dwop_problem* problem,
-                                   const void* input, const void* filter,
-                                   void* output, char* error,
-                                   size_t error_size);
-DWOP_EXPORT dwop_status dwop_input_grad_reference(const dwop_problem* problem,
-                                      const void* filter,
-                                      const void* out_backprop,
-                                      void* in_backprop, char* error,
-                                      size_t error_size);
+                                               const void* input,
+                                               const void* filter, void* output,
+                                               char* error, size_t error_size);
+DWOP_EXPORT dwop_status dwop_input_grad_reference(
+    const dwop_problem* problem, const void* filter, const void* out_backprop,
+    void* in_backprop, char* error, size_t error_size);
 
-/* ---- CUDA (cc/kernels/cuda/cuda.h). Always declared. In a library built without
- * CUDA, and on a machine without a CUDA driver or device, the entry points
- * that need a GPU return DWOP_UNAVAILABLE and say why. Problems are validated
- * exactly as for the CPU kernel. */
+/* ---- CUDA (cc/kernels/cuda/cuda.h). Always declared. In a library built
+ * without CUDA, and on a machine without a CUDA driver or device, the entry
+ * points that need a GPU return DWOP_UNAVAILABLE and say why. Problems are
+ * validated exactly as for the CPU kernel. */
 
 typedef enum dwop_cuda_path {
   DWOP_CUDA_AUTO = 0,     /* the op's choice */
@@ -162,10 +159,11 @@ DWOP_EXPORT int32_t dwop_cuda_device_count(char* error, size_t error_size);
  * multiprocessors and shared_memory_per_block bytes per block (pass
  * sm_count <= 0 for the current CUDA device's values, which needs a CUDA
  * build and a device). Buffers are taken as 256-byte aligned. Host only. */
-DWOP_EXPORT dwop_status dwop_cuda_plan_problem(
-    const dwop_problem* problem, int32_t path, int32_t sm_count,
-    int64_t shared_memory_per_block, dwop_cuda_plan* plan, char* error,
-    size_t error_size);
+DWOP_EXPORT dwop_status dwop_cuda_plan_problem(const dwop_problem* problem,
+                                               int32_t path, int32_t sm_count,
+                                               int64_t shared_memory_per_block,
+                                               dwop_cuda_plan* plan,
+                                               char* error, size_t error_size);
 
 /* The filter gradient on the calling thread's current CUDA device. input,
  * out_backprop and filter_backprop are device pointers (dense, data_format
@@ -174,10 +172,9 @@ DWOP_EXPORT dwop_status dwop_cuda_plan_problem(
  * reading the result. The workspace, when the plan needs one, is allocated
  * and freed on that stream (cudaMallocAsync / cudaFreeAsync). Bitwise
  * identical from run to run on a given GPU model. */
-DWOP_EXPORT dwop_status dwop_filter_grad_cuda(const dwop_problem* problem,
-                                  const void* input, const void* out_backprop,
-                                  void* filter_backprop, void* cuda_stream,
-                                  char* error, size_t error_size);
+DWOP_EXPORT dwop_status dwop_filter_grad_cuda(
+    const dwop_problem* problem, const void* input, const void* out_backprop,
+    void* filter_backprop, void* cuda_stream, char* error, size_t error_size);
 
 /* dwop_filter_grad_cuda with a chosen path and, optionally, the caller's
  * workspace: device memory of at least the plan's workspace_bytes (from
@@ -186,11 +183,10 @@ DWOP_EXPORT dwop_status dwop_filter_grad_cuda(const dwop_problem* problem,
 DWOP_EXPORT dwop_status dwop_filter_grad_cuda_ex(
     const dwop_problem* problem, const void* input, const void* out_backprop,
     void* filter_backprop, int32_t path, void* workspace,
-    int64_t workspace_bytes, void* cuda_stream, char* error,
-    size_t error_size);
+    int64_t workspace_bytes, void* cuda_stream, char* error, size_t error_size);
 
-/* The CUDA kernels' code run on the host (cc/kernels/cuda/cuda.h, EmulateCuda) on
- * host buffers, planned as dwop_cuda_plan_problem plans (with the buffers'
+/* The CUDA kernels' code run on the host (cc/kernels/cuda/cuda.h, EmulateCuda)
+ * on host buffers, planned as dwop_cuda_plan_problem plans (with the buffers'
  * real alignment): the same arithmetic in the same order, so the same bits as
  * the GPU. Every build has it; slow, for small problems (tests). */
 DWOP_EXPORT dwop_status dwop_filter_grad_cuda_emulated(
@@ -229,16 +225,12 @@ DWOP_EXPORT dwop_status dwop_cuda_conv_plan_problem(
  * device pointers, dense in data_format order; asynchronous on cuda_stream
  * (a cudaStream_t; NULL is the legacy default stream). */
 DWOP_EXPORT dwop_status dwop_forward_cuda(const dwop_problem* problem,
-                                          const void* input,
-                                          const void* filter, void* output,
-                                          void* cuda_stream, char* error,
-                                          size_t error_size);
-DWOP_EXPORT dwop_status dwop_input_grad_cuda(const dwop_problem* problem,
-                                             const void* filter,
-                                             const void* out_backprop,
-                                             void* in_backprop,
-                                             void* cuda_stream, char* error,
-                                             size_t error_size);
+                                          const void* input, const void* filter,
+                                          void* output, void* cuda_stream,
+                                          char* error, size_t error_size);
+DWOP_EXPORT dwop_status dwop_input_grad_cuda(
+    const dwop_problem* problem, const void* filter, const void* out_backprop,
+    void* in_backprop, void* cuda_stream, char* error, size_t error_size);
 
 /* Their kernels' code run on the host on host buffers (EmulateCuda), planned
  * for a device with sm_count multiprocessors: the same bits as the GPU. */
@@ -250,7 +242,7 @@ DWOP_EXPORT dwop_status dwop_input_grad_cuda_emulated(
     void* in_backprop, int32_t sm_count, char* error, size_t error_size);
 
 #ifdef __cplusplus
-}  /* extern "C" */
+} /* extern "C" */
 #endif
 
-#endif  /* DWOP_CC_C_API_DWOP_C_H_ */
+#endif /* DWOP_CC_C_API_DWOP_C_H_ */

@@ -63,7 +63,8 @@ inline half_t ToHalf(float f) {
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t abs = u & 0x7fffffffu;
   if (abs > 0x7f800000u) {  // NaN
-    return half_t{static_cast<uint16_t>(sign | 0x7e00u | ((abs >> 13) & 0x3ffu))};
+    return half_t{
+        static_cast<uint16_t>(sign | 0x7e00u | ((abs >> 13) & 0x3ffu))};
   }
   if (abs >= 0x477ff000u) {  // rounds to a value >= 65520: infinity
     return half_t{static_cast<uint16_t>(sign | 0x7c00u)};
@@ -72,8 +73,8 @@ inline half_t ToHalf(float f) {
     // Adding 0.5 makes the FPU round the mantissa to a multiple of 2^-24
     // (nearest even); the low bits then hold the subnormal half.
     const float shifted = BitsToFloat(abs) + 0.5f;
-    return half_t{static_cast<uint16_t>(sign | (FloatToBits(shifted) -
-                                                 FloatToBits(0.5f)))};
+    return half_t{static_cast<uint16_t>(
+        sign | (FloatToBits(shifted) - FloatToBits(0.5f)))};
   }
   // Normal: rebias the exponent and round the 13 dropped bits to nearest even.
   uint32_t rounded = abs + 0xfffu + ((abs >> 13) & 1u);

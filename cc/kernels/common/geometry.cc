@@ -52,10 +52,9 @@ Status ParseWindowAttr(const char* name, const std::vector<int64_t>& values,
                        Layout layout, int64_t* rows, int64_t* cols) {
   const std::string shown = std::string(name) + "=" + FormatVector(values);
   if (values.size() != 4) {
-    return Invalid(std::string(name) +
-                   " must have 4 entries, one per dimension of " +
-                   LayoutName(layout) + ", but got " + Str(values.size()) +
-                   ": " + shown);
+    return Invalid(
+        std::string(name) + " must have 4 entries, one per dimension of " +
+        LayoutName(layout) + ", but got " + Str(values.size()) + ": " + shown);
   }
   for (int64_t v : values) {
     if (v <= 0) {
@@ -78,16 +77,19 @@ Status ParseExplicitPaddings(const OpAttrs& attrs, ConvAttrs* out) {
   const std::string shown = "explicit_paddings=" + FormatVector(p);
   if (out->padding != Padding::kExplicit) {
     if (!p.empty()) {
-      return Invalid("explicit_paddings must be empty unless padding is "
-                     "EXPLICIT, but got padding=" + attrs.padding + " and " +
-                     shown);
+      return Invalid(
+          "explicit_paddings must be empty unless padding is "
+          "EXPLICIT, but got padding=" +
+          attrs.padding + " and " + shown);
     }
     return Status::Ok();
   }
   if (p.size() != 8) {
-    return Invalid("explicit_paddings must have 8 entries (before and after "
-                   "each of the 4 dimensions) when padding is EXPLICIT, but "
-                   "got " + Str(p.size()) + ": " + shown);
+    return Invalid(
+        "explicit_paddings must have 8 entries (before and after "
+        "each of the 4 dimensions) when padding is EXPLICIT, but "
+        "got " +
+        Str(p.size()) + ": " + shown);
   }
   for (int64_t v : p) {
     if (v < 0) {
@@ -97,9 +99,10 @@ Status ParseExplicitPaddings(const OpAttrs& attrs, ConvAttrs* out) {
   }
   const int depth = DepthDim(out->layout);
   if (p[0] != 0 || p[1] != 0 || p[2 * depth] != 0 || p[2 * depth + 1] != 0) {
-    return Invalid("explicit_paddings must be 0 in the batch and depth "
-                   "dimensions, but got " + shown + " for data_format " +
-                   LayoutName(out->layout));
+    return Invalid(
+        "explicit_paddings must be 0 in the batch and depth "
+        "dimensions, but got " +
+        shown + " for data_format " + LayoutName(out->layout));
   }
   const int row = RowDim(out->layout);
   out->pad_top = p[2 * row];
@@ -142,9 +145,9 @@ std::string DescribeDim(const DimSpec& d, Padding padding) {
 
 Status OutputSize(const DimSpec& d, Padding padding, int64_t* out,
                   int64_t* pad_before) {
-  const std::string too_large =
-      std::string("output ") + d.name + " overflow int64 (" +
-      DescribeDim(d, padding) + ")";
+  const std::string too_large = std::string("output ") + d.name +
+                                " overflow int64 (" + DescribeDim(d, padding) +
+                                ")";
   // A zero-sized filter covers nothing, whatever its dilation.
   int64_t effective = 0;
   if (d.filter > 0) {
@@ -225,13 +228,12 @@ Status CheckRank4(const char* name, ShapeRef shape, const char* what) {
   }
   for (int i = 0; i < 4; ++i) {
     if (shape.dims[i] < 0) {
-      return Invalid(std::string(name) + " has a negative dimension: " +
-                     FormatShape(shape));
+      return Invalid(std::string(name) +
+                     " has a negative dimension: " + FormatShape(shape));
     }
   }
   return Status::Ok();
 }
-
 
 constexpr char kFilterDims[] =
     "[filter_rows, filter_cols, in_depth, depth_multiplier]";
@@ -251,18 +253,17 @@ Status CheckSizesVector(const SizesVector& v, ShapeRef filter_sizes_shape,
                         const int64_t* filter_sizes) {
   if (filter_sizes_shape.rank != 1) {
     return Invalid(std::string(v.name) + " must be a 1-D tensor " + v.entries +
-                   ", but got rank " +
-                   Str(filter_sizes_shape.rank) + " with shape " +
-                   FormatShape(filter_sizes_shape));
+                   ", but got rank " + Str(filter_sizes_shape.rank) +
+                   " with shape " + FormatShape(filter_sizes_shape));
   }
   const int64_t length = filter_sizes_shape.dims[0];
   if (length >= 0 && length != 4) {
     return Invalid(std::string(v.name) + " must have 4 entries " + v.entries +
-                   ", but got " +
-                   Str(length) +
+                   ", but got " + Str(length) +
                    // Hostile lengths are not echoed in full.
                    (filter_sizes != nullptr && length <= kMaxEchoedFilterSizes
-                        ? ": " + std::string(v.name) + "=" + FormatDims(filter_sizes, length)
+                        ? ": " + std::string(v.name) + "=" +
+                              FormatDims(filter_sizes, length)
                         : std::string()));
   }
   if (filter_sizes == nullptr || length < 0) return Status::Ok();
@@ -332,12 +333,12 @@ Status Resolve(const ConvAttrs& attrs, const TensorNames& names, ShapeRef input,
   DWOP_RETURN_IF_ERROR(
       CheckedSize(names.filter, ShapeRef{filter, 4}, &filter_elements));
   if (filter_elements > kMaxFilterElements) {
-    return Invalid(shown_filter +
-                   (names.filter_is_sizes ? " describes a filter gradient of "
-                                          : " has ") +
-                   Str(filter_elements) +
-                   " elements, more than the supported maximum of " +
-                   Str(kMaxFilterElements));
+    return Invalid(
+        shown_filter +
+        (names.filter_is_sizes ? " describes a filter gradient of " : " has ") +
+        Str(filter_elements) +
+        " elements, more than the supported maximum of " +
+        Str(kMaxFilterElements));
   }
 
   const int row = RowDim(layout);
@@ -391,12 +392,11 @@ Status Resolve(const ConvAttrs& attrs, const TensorNames& names, ShapeRef input,
     for (int i = 0; i < 2; ++i) {
       const int64_t actual = out_backprop->dims[row + i];
       if (actual != out_size[i]) {
-        return Invalid("out_backprop " + std::string(dims[i].name) +
-                       " must be " + Str(out_size[i]) +
-                       ", the output size of the convolution (" +
-                       DescribeDim(dims[i], attrs.padding) + "), but got " +
-                       Str(actual) + " (out_backprop shape " +
-                       FormatShape(*out_backprop) + ")");
+        return Invalid(
+            "out_backprop " + std::string(dims[i].name) + " must be " +
+            Str(out_size[i]) + ", the output size of the convolution (" +
+            DescribeDim(dims[i], attrs.padding) + "), but got " + Str(actual) +
+            " (out_backprop shape " + FormatShape(*out_backprop) + ")");
       }
     }
   }
@@ -422,8 +422,8 @@ Status Resolve(const ConvAttrs& attrs, const TensorNames& names, ShapeRef input,
     int64_t output_dims[4];
     OutputDims(*geo, output_dims);
     int64_t output_elements;
-    DWOP_RETURN_IF_ERROR(CheckedSize("output", ShapeRef{output_dims, 4},
-                                     &output_elements));
+    DWOP_RETURN_IF_ERROR(
+        CheckedSize("output", ShapeRef{output_dims, 4}, &output_elements));
   }
   return Status::Ok();
 }
@@ -484,9 +484,9 @@ Status ParseAttrs(const OpAttrs& attrs, ConvAttrs* out, OpKind op) {
 
 Status CheckFilterSizes(ShapeRef filter_sizes_shape,
                         const int64_t* filter_sizes) {
-  return WithOp(OpKind::kFilterGrad,
-                CheckSizesVector(kFilterSizes, filter_sizes_shape,
-                                 filter_sizes));
+  return WithOp(
+      OpKind::kFilterGrad,
+      CheckSizesVector(kFilterSizes, filter_sizes_shape, filter_sizes));
 }
 
 Status CheckInputSizes(ShapeRef input_sizes_shape, const int64_t* input_sizes) {
@@ -583,9 +583,9 @@ Status ComputeInputGradGeometry(const ConvAttrs& attrs,
   DWOP_RETURN_IF_ERROR(WithOp(op, CheckRank4("filter", filter, kFilterDims)));
   DWOP_RETURN_IF_ERROR(WithOp(
       op, CheckRank4("out_backprop", out_backprop, LayoutName(attrs.layout))));
-  return WithOp(op, Resolve(attrs, {"input_sizes", "filter", false},
-                            ShapeRef{input_sizes, 4}, filter.dims,
-                            &out_backprop, geo));
+  return WithOp(
+      op, Resolve(attrs, {"input_sizes", "filter", false},
+                  ShapeRef{input_sizes, 4}, filter.dims, &out_backprop, geo));
 }
 
 }  // namespace dwop

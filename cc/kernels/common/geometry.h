@@ -122,9 +122,10 @@ Status CheckFilterBytes(const Geometry& geo, DType dtype);
 
 // True when no kernel needs to run, for any of the three ops: one of input,
 // filter and out_backprop (output) is empty, so the op's result is empty or
-// all zeros (nothing to sum). The glue then writes the zeros itself: an empty tensor may carry
-// huge other dimensions (a [0, 2^40, 2^40, 3] input, a [2^62, 0, 1, 1] filter
-// are valid), and no kernel should iterate over, or multiply, those.
+// all zeros (nothing to sum). The glue then writes the zeros itself: an empty
+// tensor may carry huge other dimensions (a [0, 2^40, 2^40, 3] input, a [2^62,
+// 0, 1, 1] filter are valid), and no kernel should iterate over, or multiply,
+// those.
 inline bool NothingToSum(const Geometry& geo) {
   return geo.filter_elements() == 0 || geo.input_elements() == 0 ||
          geo.out_backprop_elements() == 0;

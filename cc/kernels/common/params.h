@@ -11,7 +11,12 @@
 
 namespace dwop {
 
-enum class DType : int32_t { kHalf = 0, kBfloat16 = 1, kFloat = 2, kDouble = 3 };
+enum class DType : int32_t {
+  kHalf = 0,
+  kBfloat16 = 1,
+  kFloat = 2,
+  kDouble = 3
+};
 enum class Layout : int32_t { kNHWC = 0, kNCHW = 1 };
 
 // Bytes per element of a DType.

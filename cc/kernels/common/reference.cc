@@ -43,20 +43,20 @@ void Compute(const FilterGradParams& p) {
                 const int64_t iw =
                     ow * g.stride_cols + kw * g.dilation_cols - g.pad_left;
                 if (iw < 0 || iw >= g.in_cols) continue;
-                const Acc x = Load(input + Offset(g.layout, n, ih, iw, c,
-                                                  g.in_rows, g.in_cols,
-                                                  g.in_depth));
-                const Acc d = Load(dy + Offset(g.layout, n, oh, ow,
-                                               c * g.depth_multiplier + m,
-                                               g.out_rows, g.out_cols,
-                                               out_depth));
+                const Acc x =
+                    Load(input + Offset(g.layout, n, ih, iw, c, g.in_rows,
+                                        g.in_cols, g.in_depth));
+                const Acc d = Load(
+                    dy + Offset(g.layout, n, oh, ow, c * g.depth_multiplier + m,
+                                g.out_rows, g.out_cols, out_depth));
                 sum += x * d;
               }
             }
           }
-          Store(dw + ((kh * g.filter_cols + kw) * g.in_depth + c) *
-                         g.depth_multiplier +
-                     m,
+          Store(dw +
+                    ((kh * g.filter_cols + kw) * g.in_depth + c) *
+                        g.depth_multiplier +
+                    m,
                 sum);
         }
       }
@@ -86,10 +86,10 @@ void Compute(const ForwardParams& p) {
                 const int64_t iw =
                     ow * g.stride_cols + kw * g.dilation_cols - g.pad_left;
                 if (iw < 0 || iw >= g.in_cols) continue;
-                sum += Acc(Load(input + Offset(g.layout, n, ih, iw, c,
-                                               g.in_rows, g.in_cols,
-                                               g.in_depth))) *
-                       Acc(Load(w + FilterOffset(g, kh, kw, c, m)));
+                sum +=
+                    Acc(Load(input + Offset(g.layout, n, ih, iw, c, g.in_rows,
+                                            g.in_cols, g.in_depth))) *
+                    Acc(Load(w + FilterOffset(g, kh, kw, c, m)));
               }
             }
             Store(y + Offset(g.layout, n, oh, ow, c * g.depth_multiplier + m,
@@ -129,11 +129,11 @@ void Compute(const InputGradParams& p) {
               const int64_t ow = col / g.stride_cols;
               if (ow >= g.out_cols) continue;
               for (int64_t m = 0; m < g.depth_multiplier; ++m) {
-                sum += Acc(Load(w + FilterOffset(g, kh, kw, c, m))) *
-                       Acc(Load(dy + Offset(g.layout, n, oh, ow,
-                                            c * g.depth_multiplier + m,
-                                            g.out_rows, g.out_cols,
-                                            out_depth)));
+                sum +=
+                    Acc(Load(w + FilterOffset(g, kh, kw, c, m))) *
+                    Acc(Load(dy + Offset(g.layout, n, oh, ow,
+                                         c * g.depth_multiplier + m, g.out_rows,
+                                         g.out_cols, out_depth)));
               }
             }
           }
@@ -169,9 +169,7 @@ Status Dispatch(const Params& params) {
 
 }  // namespace
 
-Status RunReference(const FilterGradParams& params) {
-  return Dispatch(params);
-}
+Status RunReference(const FilterGradParams& params) { return Dispatch(params); }
 
 Status RunReference(const ForwardParams& params) { return Dispatch(params); }
 

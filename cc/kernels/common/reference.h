@@ -1,6 +1,6 @@
 // The naive kernels of the three ops: nested loops straight from the
-// definitions in params.h. Kept forever as the C++ truth the fast kernels are tested against;
-// never used by the op.
+// definitions in params.h. Kept forever as the C++ truth the fast kernels are
+// tested against; never used by the op.
 #ifndef DWOP_CC_KERNELS_COMMON_REFERENCE_H_
 #define DWOP_CC_KERNELS_COMMON_REFERENCE_H_
 

@@ -49,9 +49,9 @@ class Status {
 }  // namespace dwop
 
 // Returns from the enclosing function when `expr` is not ok.
-#define DWOP_RETURN_IF_ERROR(expr)           \
-  do {                                       \
-    ::dwop::Status dwop_status_ = (expr);    \
+#define DWOP_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::dwop::Status dwop_status_ = (expr);        \
     if (!dwop_status_.ok()) return dwop_status_; \
   } while (0)
 

@@ -48,8 +48,8 @@ void StoreSum(const Plan& p, int64_t oc_begin, int64_t oc_end, T* out) {
 
 // Per-thread staging memory. The workspace cannot hold it: CpuPlan
 // does not know how many threads the caller's pool will use. Grown on demand
-// (bounded by the planner's kStageBudget plus small tables) and kept for the thread's
-// lifetime, so steady-state calls allocate nothing.
+// (bounded by the planner's kStageBudget plus small tables) and kept for the
+// thread's lifetime, so steady-state calls allocate nothing.
 void* ThreadScratch(int64_t bytes) {
   struct Buffer {
     void* data = nullptr;
@@ -60,7 +60,8 @@ void* ThreadScratch(int64_t bytes) {
   if (buffer.size < bytes) {
     std::free(buffer.data);
     buffer.data = std::aligned_alloc(
-        kScratchAlign, static_cast<size_t>(CeilDiv(bytes, kScratchAlign) * kScratchAlign));
+        kScratchAlign,
+        static_cast<size_t>(CeilDiv(bytes, kScratchAlign) * kScratchAlign));
     buffer.size = buffer.data != nullptr ? bytes : 0;
   }
   return buffer.data;
@@ -108,23 +109,24 @@ Status RunCpu(const FilterGradParams& params, const CpuPlan& cpu_plan,
 
   const cpu::RunChunkFn run_chunk = cpu::RunChunkOf(isa);
   std::atomic<bool> out_of_memory{false};
-  parallel_for(plan.num_chunks(),
-               cpu::SaturatingInt64(plan.work / plan.num_chunks()) + 1000,
-               [&](int64_t begin, int64_t end) {
-                 void* scratch = cpu::ThreadScratch(plan.scratch.bytes);
-                 if (scratch == nullptr) {
-                   out_of_memory = true;
-                   return;
-                 }
-                 for (int64_t c = begin; c < end; ++c) {
-                   run_chunk(plan, c, scratch);
-                   const int64_t group = c % plan.num_groups;
-                   if (finished[group].fetch_add(1, std::memory_order_acq_rel) +
-                           1 == plan.num_pieces) {
-                     store_group(group);
-                   }
-                 }
-               });
+  parallel_for(
+      plan.num_chunks(),
+      cpu::SaturatingInt64(plan.work / plan.num_chunks()) + 1000,
+      [&](int64_t begin, int64_t end) {
+        void* scratch = cpu::ThreadScratch(plan.scratch.bytes);
+        if (scratch == nullptr) {
+          out_of_memory = true;
+          return;
+        }
+        for (int64_t c = begin; c < end; ++c) {
+          run_chunk(plan, c, scratch);
+          const int64_t group = c % plan.num_groups;
+          if (finished[group].fetch_add(1, std::memory_order_acq_rel) + 1 ==
+              plan.num_pieces) {
+            store_group(group);
+          }
+        }
+      });
   if (out_of_memory) {
     return Status::ResourceExhausted("could not allocate " +
                                      std::to_string(plan.scratch.bytes) +

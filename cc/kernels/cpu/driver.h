@@ -39,8 +39,9 @@ int64_t SaturatingInt64(double x);
 std::vector<Range> ValidRanges(int64_t taps, int64_t in_size, int64_t out_size,
                                int64_t stride, int64_t dilation, int64_t pad);
 
-// Thread-private scratch of at least `bytes`, kScratchAlign-byte aligned, kept for the
-// thread's lifetime (grown on demand); null when it cannot be allocated.
+// Thread-private scratch of at least `bytes`, kScratchAlign-byte aligned, kept
+// for the thread's lifetime (grown on demand); null when it cannot be
+// allocated.
 void* ThreadScratch(int64_t bytes);
 
 // Calls f(T{}) with the storage type of `dtype`.

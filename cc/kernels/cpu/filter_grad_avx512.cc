@@ -1,10 +1,10 @@
-// The CPU filter-gradient kernel compiled for AVX-512 (F, BW, VL, DQ): 16 float or 8 double
-// lanes, 32 vector registers, masked loads for channel tails, vcvtph2ps for
-// half and a zero-extend-and-shift for bfloat16. Built with the flags of this
-// file only (Makefile); runs only where isa.cc found the ISA.
-// GCC 12 warns inside its own AVX-512 headers wherever the masked and
-// conversion intrinsics inline (the self-initialised _mm512_undefined_*, GCC
-// bug 105593); the warning says nothing about this file.
+// The CPU filter-gradient kernel compiled for AVX-512 (F, BW, VL, DQ): 16 float
+// or 8 double lanes, 32 vector registers, masked loads for channel tails,
+// vcvtph2ps for half and a zero-extend-and-shift for bfloat16. Built with the
+// flags of this file only (Makefile); runs only where isa.cc found the ISA. GCC
+// 12 warns inside its own AVX-512 headers wherever the masked and conversion
+// intrinsics inline (the self-initialised _mm512_undefined_*, GCC bug 105593);
+// the warning says nothing about this file.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <immintrin.h>

@@ -1,12 +1,12 @@
-// The CPU filter-gradient kernel in portable C++: GCC/Clang vector extensions of 16 bytes
-// (4 floats or 2 doubles), which the compiler maps to the baseline ISA (SSE2
-// on x86-64) or to plain scalar code. The fallback for CPUs without AVX2 and
-// the reference point of DWOP_CPU_ISA=generic.
+// The CPU filter-gradient kernel in portable C++: GCC/Clang vector extensions
+// of 16 bytes (4 floats or 2 doubles), which the compiler maps to the baseline
+// ISA (SSE2 on x86-64) or to plain scalar code. The fallback for CPUs without
+// AVX2 and the reference point of DWOP_CPU_ISA=generic.
 #include <cstdint>
 #include <cstring>
 
-#include "cc/kernels/cpu/plan.h"
 #include "cc/kernels/common/float16.h"
+#include "cc/kernels/cpu/plan.h"
 
 namespace dwop {
 namespace cpu {

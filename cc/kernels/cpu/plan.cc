@@ -4,6 +4,8 @@
 // of each thread's scratch. Also the integer helpers that the ISA units
 // (PlanBandRows, TapRuns) and the forward planner (ValidRanges,
 // SaturatingInt64, driver.h) share. Compiled with the baseline flags.
+#include "cc/kernels/cpu/plan.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -15,12 +17,10 @@
 #include "cc/kernels/common/geometry.h"
 #include "cc/kernels/cpu/driver.h"
 #include "cc/kernels/cpu/isa.h"
-#include "cc/kernels/cpu/plan.h"
 
 namespace dwop {
 namespace cpu {
 namespace {
-
 
 // Staged input + out_backprop per thread: half of the 2 MB L2 of the target
 // machine, so a band stays cache-resident while every tap block sweeps it.
@@ -68,15 +68,15 @@ int64_t SaturatedMul(int64_t a, int64_t b) {
 // (several pieces, groups, segments, one-column tap blocks, ...) that
 // otherwise only large tensors reach. It changes rounding, never the math.
 struct Overrides {
-  int64_t group = 0;       // channel blocks per chunk
-  int64_t pieces = 0;      // reduction pieces
-  int64_t band = 0;        // output rows per band
-  int64_t segment = 0;     // output columns per segment
-  int64_t tap_rows = 0;    // R of the tap blocks
-  int64_t tap_cols = 0;    // T of the tap blocks
-  int64_t row_group = 0;   // row blocks staged together
-  int64_t col_group = 0;   // column blocks staged together
-  int64_t in_place = -1;   // 0: stage, 1: in place where possible, -1: auto
+  int64_t group = 0;      // channel blocks per chunk
+  int64_t pieces = 0;     // reduction pieces
+  int64_t band = 0;       // output rows per band
+  int64_t segment = 0;    // output columns per segment
+  int64_t tap_rows = 0;   // R of the tap blocks
+  int64_t tap_cols = 0;   // T of the tap blocks
+  int64_t row_group = 0;  // row blocks staged together
+  int64_t col_group = 0;  // column blocks staged together
+  int64_t in_place = -1;  // 0: stage, 1: in place where possible, -1: auto
 };
 
 Overrides ReadOverrides() {
@@ -93,10 +93,11 @@ Overrides ReadOverrides() {
     const size_t eq = item.find('=');
     if (eq == std::string::npos) continue;
     const std::string key = item.substr(0, eq);
-    const int64_t value = std::max<int64_t>(0, std::atoll(item.c_str() + eq + 1));
+    const int64_t value =
+        std::max<int64_t>(0, std::atoll(item.c_str() + eq + 1));
     static const struct {
       const char* key;
-      int64_t Overrides::*field;
+      int64_t Overrides::* field;
     } kFields[] = {{"group", &Overrides::group},
                    {"pieces", &Overrides::pieces},
                    {"band", &Overrides::band},
@@ -164,9 +165,9 @@ double BlockingCost(const std::vector<Range>& row_valid,
     const int64_t r = rb.end - rb.begin;
     for (size_t j = 0; j < col_blocks.size(); ++j) {
       const int64_t t = col_blocks[j].end - col_blocks[j].begin;
-      const double loads =
-          unit_step ? 1.0 + static_cast<double>(r * (t + 3)) / 4.0
-                    : static_cast<double>(r * t + 1);
+      const double loads = unit_step
+                               ? 1.0 + static_cast<double>(r * (t + 3)) / 4.0
+                               : static_cast<double>(r * t + 1);
       const double per_pixel =
           std::max(0.5 * std::max(loads, static_cast<double>(r * t)), 4.0);
       cost += rows * (static_cast<double>(col_hull[j]) * per_pixel +
@@ -184,9 +185,9 @@ void MakeColumnRuns(PlanStorage* s) {
   s->col_run_first.assign(1, 0);
   for (const Range& kc : s->col_blocks) {
     const int64_t first = s->col_run_first.back();
-    s->col_run_first.push_back(
-        first + TapRuns(s->col_valid.data(), kc, 0, p.out_cols,
-                        s->col_runs.data() + first));
+    s->col_run_first.push_back(first + TapRuns(s->col_valid.data(), kc, 0,
+                                               p.out_cols,
+                                               s->col_runs.data() + first));
   }
   s->col_runs.resize(s->col_run_first.back());
   s->plan.col_runs = s->col_runs.data();
@@ -197,8 +198,9 @@ void MakeColumnRuns(PlanStorage* s) {
 // channels), which should stay in cache while every channel block sweeps
 // them and until the next band reuses the overlapping input rows.
 int64_t InPlaceBandBytes(const Plan& p, int64_t elem) {
-  const int64_t rows = std::min(p.in_rows, (p.band_rows - 1) * p.stride_rows +
-                                               (p.filter_rows - 1) * p.dilation_rows + 1);
+  const int64_t rows =
+      std::min(p.in_rows, (p.band_rows - 1) * p.stride_rows +
+                              (p.filter_rows - 1) * p.dilation_rows + 1);
   return (rows * p.in_cols + p.band_rows * p.out_cols) * p.group_blocks *
          p.lanes * elem;
 }
@@ -252,20 +254,23 @@ void SizeScratch(Plan& p, int64_t elem) {
   int64_t row_span = 0, col_span = 0;
   for (int64_t i = 0; i < p.num_row_blocks; i += p.row_blocks_per_group) {
     const int64_t last = std::min(p.num_row_blocks, i + p.row_blocks_per_group);
-    row_span = std::max(row_span, p.row_blocks[last - 1].end - p.row_blocks[i].begin);
+    row_span =
+        std::max(row_span, p.row_blocks[last - 1].end - p.row_blocks[i].begin);
   }
   for (int64_t i = 0; i < p.num_col_blocks; i += p.col_blocks_per_group) {
     const int64_t last = std::min(p.num_col_blocks, i + p.col_blocks_per_group);
-    col_span = std::max(col_span, p.col_blocks[last - 1].end - p.col_blocks[i].begin);
+    col_span =
+        std::max(col_span, p.col_blocks[last - 1].end - p.col_blocks[i].begin);
   }
   const int64_t band = p.band_rows;
   const int64_t rows = std::min(
-      {band * row_span, (band - 1) * p.stride_rows + (row_span - 1) * p.dilation_rows + 1,
+      {band * row_span,
+       (band - 1) * p.stride_rows + (row_span - 1) * p.dilation_rows + 1,
        p.in_rows});
-  const int64_t cols =
-      std::min((p.segment_cols - 1) * p.stride_cols + (col_span - 1) * p.dilation_cols + 1,
-               p.in_cols) +
-      2 * p.margin;
+  const int64_t cols = std::min((p.segment_cols - 1) * p.stride_cols +
+                                    (col_span - 1) * p.dilation_cols + 1,
+                                p.in_cols) +
+                       2 * p.margin;
   p.x_row_stride = cols * p.lanes;
   p.x_block_stride = p.x_row_stride * (rows + 1);
   p.x_zero_slot = rows;
@@ -294,10 +299,9 @@ int64_t StageBytes(Plan& p, int64_t elem) {
 // inplace=0|1 overrides the choice.
 bool UseInPlace(const Geometry& g, DType dtype, const Plan& p,
                 const Overrides& o) {
-  const bool possible =
-      g.layout == Layout::kNHWC && g.depth_multiplier == 1 &&
-      (dtype == DType::kFloat || dtype == DType::kDouble) &&
-      p.out_depth >= p.lanes && p.taps() <= kMaxInPlaceTaps;
+  const bool possible = g.layout == Layout::kNHWC && g.depth_multiplier == 1 &&
+                        (dtype == DType::kFloat || dtype == DType::kDouble) &&
+                        p.out_depth >= p.lanes && p.taps() <= kMaxInPlaceTaps;
   if (!possible || o.in_place == 0) return false;
   if (o.in_place == 1) return true;
   const double bytes = static_cast<double>(DTypeSize(dtype)) *
@@ -328,10 +332,12 @@ bool Halve(int64_t fixed, int64_t floor, int64_t* value) {
 // vectors: NHWC runs of >= 256 bytes), then shorter bands.
 void ChooseInPlaceBands(const Geometry& g, const Overrides& o, int64_t elem,
                         Plan* p) {
-  const int64_t span = std::min(g.in_rows, (g.filter_rows - 1) * g.dilation_rows);
+  const int64_t span =
+      std::min(g.in_rows, (g.filter_rows - 1) * g.dilation_rows);
   const int64_t band = std::max(CeilDiv(kInPlacePixels, g.out_cols),
                                 CeilDiv(span, g.stride_rows));
-  p->group_blocks = o.group > 0 ? std::min(o.group, p->num_blocks) : p->num_blocks;
+  p->group_blocks =
+      o.group > 0 ? std::min(o.group, p->num_blocks) : p->num_blocks;
   p->band_rows = std::min(o.band > 0 ? o.band : band, g.out_rows);
   const int64_t min_group = std::min<int64_t>(4, p->num_blocks);
   while (InPlaceBandBytes(*p, elem) > kStageBudget) {
@@ -357,10 +363,13 @@ void ChooseStagedBands(const Geometry& g, const Overrides& o, int64_t elem,
   const int64_t overlap =
       std::min({(g.filter_rows - 1) * g.dilation_rows,
                 SaturatedMul(g.out_rows, g.stride_rows), g.in_rows});
-  const int64_t tall = std::max(kMinBandRows, CeilDiv(2 * overlap, g.stride_rows));
-  p->group_blocks = o.group > 0 ? std::min(o.group, p->num_blocks) : p->num_blocks;
+  const int64_t tall =
+      std::max(kMinBandRows, CeilDiv(2 * overlap, g.stride_rows));
+  p->group_blocks =
+      o.group > 0 ? std::min(o.group, p->num_blocks) : p->num_blocks;
   p->band_rows = std::min(o.band > 0 ? o.band : tall, g.out_rows);
-  p->segment_cols = o.segment > 0 ? std::min(o.segment, g.out_cols) : g.out_cols;
+  p->segment_cols =
+      o.segment > 0 ? std::min(o.segment, g.out_cols) : g.out_cols;
   p->row_blocks_per_group = o.row_group > 0 ? o.row_group : p->num_row_blocks;
   p->col_blocks_per_group = o.col_group > 0 ? o.col_group : p->num_col_blocks;
   // In floating point: the product of two strides may not fit.
@@ -370,7 +379,8 @@ void ChooseStagedBands(const Geometry& g, const Overrides& o, int64_t elem,
   // Bands shorter than 4x the overlap stage each input row > 1.25 times.
   const int64_t low_overlap_band = std::min(
       p->band_rows, std::max<int64_t>(4, CeilDiv(4 * overlap, g.stride_rows)));
-  const int64_t min_group = compute_bound ? 1 : std::min<int64_t>(4, p->num_blocks);
+  const int64_t min_group =
+      compute_bound ? 1 : std::min<int64_t>(4, p->num_blocks);
   while (StageBytes(*p, elem) > kStageBudget) {
     if (o.band == 0 && !compute_bound && p->band_rows > low_overlap_band) {
       p->band_rows = std::max(low_overlap_band, p->band_rows / 2);
@@ -429,18 +439,21 @@ void MakePlanWith(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
   double best_cost = -1;
   int64_t best_r = 1, best_t = 1;
   for (int64_t r = 1; r <= std::min<int64_t>(g.filter_rows, kMaxTapRows); ++r) {
-    for (int64_t t = 1; t <= std::min<int64_t>(g.filter_cols, kMaxTapCols); ++t) {
+    for (int64_t t = 1; t <= std::min<int64_t>(g.filter_cols, kMaxTapCols);
+         ++t) {
       if (r * t > max_acc) continue;
-      if (o.tap_rows > 0 && r != std::min<int64_t>(o.tap_rows, g.filter_rows)) continue;
-      if (o.tap_cols > 0 && t != std::min<int64_t>(o.tap_cols, g.filter_cols)) continue;
+      if (o.tap_rows > 0 && r != std::min<int64_t>(o.tap_rows, g.filter_rows))
+        continue;
+      if (o.tap_cols > 0 && t != std::min<int64_t>(o.tap_cols, g.filter_cols))
+        continue;
       if (t > 1 && (g.dilation_cols > g.in_cols ||
                     (t - 1) * g.dilation_cols > kMaxMargin)) {
         continue;
       }
-      const double cost = BlockingCost(
-          s->row_valid, s->col_valid, Split(g.filter_rows, r),
-          Split(g.filter_cols, t), (t - 1) * g.dilation_cols, g.out_rows,
-          unit_step);
+      const double cost =
+          BlockingCost(s->row_valid, s->col_valid, Split(g.filter_rows, r),
+                       Split(g.filter_cols, t), (t - 1) * g.dilation_cols,
+                       g.out_rows, unit_step);
       if (best_cost < 0 || cost < best_cost) {
         best_cost = cost;
         best_r = r;
@@ -474,15 +487,19 @@ void MakePlanWith(const Geometry& g, DType dtype, Isa isa, const Overrides& o,
   // kPartialBudget; channel groups, which cost nothing to combine, supply
   // the rest of the kTargetChunks.
   const int64_t rows_total = g.batch * g.out_rows;
-  const int64_t piece_bytes = g.filter_rows * g.filter_cols * p.partial_depth * elem;
+  const int64_t piece_bytes =
+      g.filter_rows * g.filter_cols * p.partial_depth * elem;
   p.work = static_cast<double>(rows_total) * g.out_cols * g.filter_rows *
            g.filter_cols * p.num_blocks;
-  const double piece_cost = static_cast<double>(piece_bytes) / 8.0;  // ~FMA slots
+  const double piece_cost =
+      static_cast<double>(piece_bytes) / 8.0;  // ~FMA slots
   const int64_t max_pieces = std::max<int64_t>(
-      1, std::min({rows_total, kPartialBudget / std::max<int64_t>(piece_bytes, 1),
-                   SaturatingInt64(0.05 * p.work / piece_cost)}));
+      1,
+      std::min({rows_total, kPartialBudget / std::max<int64_t>(piece_bytes, 1),
+                SaturatingInt64(0.05 * p.work / piece_cost)}));
   const int64_t target = std::max<int64_t>(
-      1, std::min<int64_t>(kTargetChunks, SaturatingInt64(p.work / kMinChunkWork)));
+      1, std::min<int64_t>(kTargetChunks,
+                           SaturatingInt64(p.work / kMinChunkWork)));
   p.num_groups = CeilDiv(p.num_blocks, p.group_blocks);
   if (o.pieces > 0) {
     p.num_pieces = std::min(o.pieces, std::max<int64_t>(rows_total, 1));
@@ -523,7 +540,6 @@ std::vector<Range> ValidRanges(int64_t taps, int64_t in_size, int64_t out_size,
   }
   return valid;
 }
-
 
 // The valid taps at one position are contiguous: tap k reads inside the
 // image for positions in valid[k], whose bounds do not increase with k.
@@ -566,21 +582,20 @@ int64_t PlanBandRows(const Plan& p, int64_t oh_begin, int64_t oh_end,
     for (int64_t kh = kh_begin; kh < kh_end; ++kh) {
       const int64_t ih = oh * p.stride_rows + kh * p.dilation_rows - p.pad_top;
       int64_t& s = slot[(oh - oh_begin) * khn + kh - kh_begin];
-      s = ih >= 0 && ih < p.in_rows ? std::lower_bound(rows, rows + count, ih) - rows
-                                    : -1;
+      s = ih >= 0 && ih < p.in_rows
+              ? std::lower_bound(rows, rows + count, ih) - rows
+              : -1;
     }
   }
   return count;
 }
-
 
 void MakePlan(const Geometry& g, DType dtype, Isa isa, PlanStorage* s) {
   MakePlanWith(g, dtype, isa, ReadOverrides(), s);
 }
 
 int64_t PartialBytes(const Plan& p) {
-  return p.num_pieces * p.taps() * p.partial_depth *
-         AccumulatorSize(p.dtype);
+  return p.num_pieces * p.taps() * p.partial_depth * AccumulatorSize(p.dtype);
 }
 
 }  // namespace cpu

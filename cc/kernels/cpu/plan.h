@@ -64,9 +64,9 @@ constexpr int32_t kAvx2VectorBytes = 32;
 constexpr int32_t kAvx512VectorBytes = 64;
 
 struct IsaInfo {
-  int32_t lanes_float;   // accumulator lanes per vector for float32
-  int32_t lanes_double;  // ... for float64
-  int32_t max_acc;       // vector accumulators a micro-kernel may hold
+  int32_t lanes_float;     // accumulator lanes per vector for float32
+  int32_t lanes_double;    // ... for float64
+  int32_t max_acc;         // vector accumulators a micro-kernel may hold
   int32_t max_acc_shared;  // ... when it also keeps 4 out_backprop vectors
   int32_t registers;       // vector registers of the level
 };
@@ -103,7 +103,8 @@ struct TapRun {
 // (filter_grad_staging.inc: BlockMap, filter_grad_drivers.inc: PrefetchRow;
 // both static_assert them), for the planner's layout. Every table of the
 // scratch (these records, int64 tables, TapRuns) is aligned to kTableAlign.
-constexpr int64_t kBlockMapBytes = 4 * sizeof(int64_t) + kMaxLanes * sizeof(int32_t);
+constexpr int64_t kBlockMapBytes =
+    4 * sizeof(int64_t) + kMaxLanes * sizeof(int32_t);
 constexpr int64_t kPrefetchRowBytes = 2 * sizeof(int64_t);
 constexpr int64_t kTableAlign = alignof(int64_t);
 static_assert(alignof(TapRun) == kTableAlign, "TapRun tables are int64 tables");
@@ -146,8 +147,9 @@ struct Plan {
   // every sweep is one column (tap) wide, and the clamp keeps the unused step
   // products (stride * lanes, stride * channels) from overflowing.
   int64_t step_stride_cols = 1, step_dilation_cols = 1;
-  int64_t out_depth = 0;      // in_depth * multiplier
-  int64_t partial_depth = 0;  // out_depth rounded up to kMaxLanes: partials' row
+  int64_t out_depth = 0;  // in_depth * multiplier
+  int64_t partial_depth =
+      0;  // out_depth rounded up to kMaxLanes: partials' row
 
   // --- Valid output ranges of each filter row / column: tap kh reads inside
   // the image exactly for oh in [row_valid[kh].begin, row_valid[kh].end).
@@ -193,18 +195,19 @@ struct Plan {
   int64_t segment_cols = 0;  // output columns staged at once
 
   // --- Staging scratch layout, in accumulator elements unless noted.
-  int64_t x_row_stride = 0;   // one staged input row of one channel block
+  int64_t x_row_stride = 0;    // one staged input row of one channel block
   int64_t x_block_stride = 0;  // x_row_stride * (max staged rows + zero row)
-  int64_t x_zero_slot = 0;    // the zero row: after the max staged rows
-  int64_t y_row_stride = 0;   // segment_cols * lanes
+  int64_t x_zero_slot = 0;     // the zero row: after the max staged rows
+  int64_t y_row_stride = 0;    // segment_cols * lanes
   int64_t y_block_stride = 0;  // band_rows * y_row_stride
-  int64_t max_band_taps = 0;  // band_rows * filter rows of one row group
-  ScratchLayout scratch;      // per thread, kScratchAlign-byte aligned
+  int64_t max_band_taps = 0;   // band_rows * filter rows of one row group
+  ScratchLayout scratch;       // per thread, kScratchAlign-byte aligned
 
   // --- Buffers.
   const void* input = nullptr;
   const void* out_backprop = nullptr;
-  void* partials = nullptr;  // [num_pieces][filter_rows*filter_cols][partial_depth]
+  void* partials =
+      nullptr;  // [num_pieces][filter_rows*filter_cols][partial_depth]
 
   int64_t num_chunks() const { return num_groups * num_pieces; }
   int64_t taps() const { return filter_rows * filter_cols; }

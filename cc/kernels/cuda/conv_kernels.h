@@ -27,24 +27,24 @@
 //     lanes over input channels, each thread a run of cols_per_thread input
 //     columns when stride_cols is 1 (each filter value loaded once for the
 //     run; with M = 1 and unit column dilation the run's out_backprop values
-//     slide through a register window), else one column. (NCHW): item = the in_backprop element's
-//     offset, lanes over columns. Only the taps whose output position exists
-//     are visited: kh with (ih + pad_top - kh * dilation) divisible by the
-//     stride, found once (at most step_rows tests) and then stepped by
-//     step_rows = stride / gcd(stride, dilation); likewise single columns
-//     (a run of columns, stride 1, checks each column's output column).
-//     Every element sums in the same order (kh, kw, m ascending) whichever
-//     way it is reached.
+//     slide through a register window), else one column. (NCHW): item = the
+//     in_backprop element's offset, lanes over columns. Only the taps whose
+//     output position exists are visited: kh with (ih + pad_top - kh *
+//     dilation) divisible by the stride, found once (at most step_rows tests)
+//     and then stepped by step_rows = stride / gcd(stride, dilation); likewise
+//     single columns (a run of columns, stride 1, checks each column's output
+//     column). Every element sums in the same order (kh, kw, m ascending)
+//     whichever way it is reached.
 #ifndef DWOP_CC_KERNELS_CUDA_CONV_KERNELS_H_
 #define DWOP_CC_KERNELS_CUDA_CONV_KERNELS_H_
 
 #include <cstdint>
 
-#include "cc/kernels/cuda/conv_plan.h"
-#include "cc/kernels/cuda/portability.h"
 #include "cc/kernels/common/float16.h"
 #include "cc/kernels/common/params.h"
 #include "cc/kernels/common/status.h"
+#include "cc/kernels/cuda/conv_plan.h"
+#include "cc/kernels/cuda/portability.h"
 
 namespace dwop {
 namespace gpu {
@@ -59,9 +59,9 @@ struct ConvArgs {
   int32_t step_rows, step_cols;  // stride / gcd(stride, dilation)
   int32_t cols_per_thread;
   int64_t col_runs, items;
-  const void* input;   // forward: input; input gradient: out_backprop
+  const void* input;  // forward: input; input gradient: out_backprop
   const void* filter;
-  void* output;        // forward: output; input gradient: in_backprop
+  void* output;  // forward: output; input gradient: in_backprop
 };
 
 inline int64_t Gcd(int64_t a, int64_t b) {
@@ -93,10 +93,10 @@ inline ConvArgs MakeConvArgs(const Geometry& g, const CudaConvPlan& plan,
   a.dilation_cols = static_cast<int32_t>(g.dilation_cols);
   a.pad_top = static_cast<int32_t>(g.pad_top);
   a.pad_left = static_cast<int32_t>(g.pad_left);
-  a.step_rows = static_cast<int32_t>(
-      g.stride_rows / Gcd(g.stride_rows, g.dilation_rows));
-  a.step_cols = static_cast<int32_t>(
-      g.stride_cols / Gcd(g.stride_cols, g.dilation_cols));
+  a.step_rows =
+      static_cast<int32_t>(g.stride_rows / Gcd(g.stride_rows, g.dilation_rows));
+  a.step_cols =
+      static_cast<int32_t>(g.stride_cols / Gcd(g.stride_cols, g.dilation_cols));
   a.cols_per_thread = plan.cols_per_thread;
   a.col_runs = plan.col_runs;
   a.items = plan.items;
@@ -183,8 +183,7 @@ DWOP_DEVICE void ForwardItem(const ConvArgs& a, int64_t item) {
 
   const int ih0 = oh * a.stride_rows - a.pad_top;
   int kh_begin, kh_end;
-  ClampTaps(ih0, a.dilation_rows, a.in_rows, a.filter_rows, &kh_begin,
-            &kh_end);
+  ClampTaps(ih0, a.dilation_rows, a.in_rows, a.filter_rows, &kh_begin, &kh_end);
   // Columns: tap kw is needed when some column of the run reads inside the
   // input (the first column bounds it above, the last below).
   const int iw0 = ow0 * a.stride_cols - a.pad_left;
@@ -241,12 +240,15 @@ DWOP_DEVICE void ForwardItem(const ConvArgs& a, int64_t item) {
   if (kNchw) {
     y[item] = FromAcc<T>(acc[0]);
   } else {
-    T* y_run = y + ((static_cast<int64_t>(n) * a.out_rows + oh) * a.out_cols +
-                    ow0) * a.out_depth + oc;
+    T* y_run =
+        y +
+        ((static_cast<int64_t>(n) * a.out_rows + oh) * a.out_cols + ow0) *
+            a.out_depth +
+        oc;
     DWOP_UNROLL
     for (int j = 0; j < kCols; ++j) {
-      if (j < cols) y_run[static_cast<int64_t>(j) * a.out_depth] =
-          FromAcc<T>(acc[j]);
+      if (j < cols)
+        y_run[static_cast<int64_t>(j) * a.out_depth] = FromAcc<T>(acc[j]);
     }
   }
 }
@@ -383,12 +385,14 @@ DWOP_DEVICE void InputGradItem(const ConvArgs& a, int64_t item) {
   if (kNchw) {
     dx[item] = FromAcc<T>(acc[0]);
   } else {
-    T* dx_run = dx + ((static_cast<int64_t>(n) * a.in_rows + ih) * a.in_cols +
-                      iw0) * a.in_depth + c;
+    T* dx_run = dx +
+                ((static_cast<int64_t>(n) * a.in_rows + ih) * a.in_cols + iw0) *
+                    a.in_depth +
+                c;
     DWOP_UNROLL
     for (int j = 0; j < kCols; ++j) {
-      if (j < cols) dx_run[static_cast<int64_t>(j) * a.in_depth] =
-          FromAcc<T>(acc[j]);
+      if (j < cols)
+        dx_run[static_cast<int64_t>(j) * a.in_depth] = FromAcc<T>(acc[j]);
     }
   }
 }
@@ -411,8 +415,9 @@ Status VisitConvType(const CudaConvPlan& plan, Visitor& vis) {
     case CudaConvKernel::kInputGradNchw:
       return vis.template InputGrad<T, true>();
     default:
-      return Status::Internal("VisitConvType called for a plan without "
-                              "kernels");
+      return Status::Internal(
+          "VisitConvType called for a plan without "
+          "kernels");
   }
 }
 

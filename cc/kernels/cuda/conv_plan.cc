@@ -15,10 +15,10 @@ constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr int64_t kDimLimit = int64_t{1} << 30;
 
 Status TooLarge(const std::string& what, int64_t value, int64_t limit) {
-  return Status::InvalidArgument(
-      "the CUDA kernels index " + what + " with 32-bit integers, but it is " +
-      std::to_string(value) + " (at most " + std::to_string(limit) +
-      " is supported)");
+  return Status::InvalidArgument("the CUDA kernels index " + what +
+                                 " with 32-bit integers, but it is " +
+                                 std::to_string(value) + " (at most " +
+                                 std::to_string(limit) + " is supported)");
 }
 
 // Every index conv_kernels.h forms in 32-bit arithmetic stays in range:
@@ -53,8 +53,8 @@ Status CheckConvRanges(const Geometry& g) {
     if (d.value > kDimLimit) return TooLarge(d.name, d.value, kDimLimit);
   }
   const int64_t row_extent = (g.out_rows + 1) * g.stride_rows +
-                             (g.filter_rows + 1) * g.dilation_rows +
-                             g.pad_top + g.in_rows;
+                             (g.filter_rows + 1) * g.dilation_rows + g.pad_top +
+                             g.in_rows;
   const int64_t col_extent = (g.out_cols + kForwardMaxCols) * g.stride_cols +
                              (g.filter_cols + 1) * g.dilation_cols +
                              g.pad_left + g.in_cols;
@@ -116,14 +116,13 @@ Status PlanCuda(const ForwardParams& params, const CudaDevice& device,
   const Geometry& g = params.geo;
   const bool nhwc = g.layout == Layout::kNHWC;
   const int32_t cols =
-      nhwc ? static_cast<int32_t>(std::min<int64_t>(kForwardMaxCols,
-                                                    std::max<int64_t>(
-                                                        1, g.out_cols)))
+      nhwc ? static_cast<int32_t>(std::min<int64_t>(
+                 kForwardMaxCols, std::max<int64_t>(1, g.out_cols)))
            : 1;
-  return PlanGather(g, params.dtype, g.out_backprop_elements(),
-                    nhwc ? CudaConvKernel::kForwardNhwc
-                         : CudaConvKernel::kForwardNchw,
-                    cols, plan);
+  return PlanGather(
+      g, params.dtype, g.out_backprop_elements(),
+      nhwc ? CudaConvKernel::kForwardNhwc : CudaConvKernel::kForwardNchw, cols,
+      plan);
 }
 
 Status PlanCuda(const InputGradParams& params, const CudaDevice& device,
@@ -138,10 +137,10 @@ Status PlanCuda(const InputGradParams& params, const CudaDevice& device,
           ? static_cast<int32_t>(std::min<int64_t>(
                 kForwardMaxCols, std::max<int64_t>(1, g.in_cols)))
           : 1;
-  return PlanGather(g, params.dtype, g.input_elements(),
-                    nhwc ? CudaConvKernel::kInputGradNhwc
-                         : CudaConvKernel::kInputGradNchw,
-                    cols, plan);
+  return PlanGather(
+      g, params.dtype, g.input_elements(),
+      nhwc ? CudaConvKernel::kInputGradNhwc : CudaConvKernel::kInputGradNchw,
+      cols, plan);
 }
 
 }  // namespace dwop

@@ -12,19 +12,19 @@
 
 #include <cstdint>
 
-#include "cc/kernels/cuda/plan.h"
 #include "cc/kernels/common/params.h"
 #include "cc/kernels/common/status.h"
+#include "cc/kernels/cuda/plan.h"
 
 namespace dwop {
 
 enum class CudaConvKernel : int32_t {
-  kNothing = 0,         // the op's result has no elements
-  kZero = 1,            // nothing to sum (NothingToSum): a memset of zeros
-  kForwardNhwc = 2,     // lanes over output channels, a run of columns each
-  kForwardNchw = 3,     // lanes over output columns, one element each
-  kInputGradNhwc = 4,   // lanes over input channels, a run of columns each
-  kInputGradNchw = 5,   // lanes over input columns, one element each
+  kNothing = 0,        // the op's result has no elements
+  kZero = 1,           // nothing to sum (NothingToSum): a memset of zeros
+  kForwardNhwc = 2,    // lanes over output channels, a run of columns each
+  kForwardNchw = 3,    // lanes over output columns, one element each
+  kInputGradNhwc = 4,  // lanes over input channels, a run of columns each
+  kInputGradNchw = 5,  // lanes over input columns, one element each
 };
 
 // Threads per block of the conv kernels.

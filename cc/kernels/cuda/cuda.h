@@ -19,10 +19,10 @@
 #include <cstdint>
 #include <string>
 
-#include "cc/kernels/cuda/conv_plan.h"
-#include "cc/kernels/cuda/plan.h"
 #include "cc/kernels/common/params.h"
 #include "cc/kernels/common/status.h"
+#include "cc/kernels/cuda/conv_plan.h"
+#include "cc/kernels/cuda/plan.h"
 
 namespace dwop {
 

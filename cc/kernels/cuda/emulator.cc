@@ -5,10 +5,10 @@
 #include <cstring>
 #include <vector>
 
-#include "cc/kernels/cuda/cuda.h"
-#include "cc/kernels/cuda/conv_kernels.h"
-#include "cc/kernels/cuda/filter_grad_kernels.h"
 #include "cc/kernels/common/geometry.h"
+#include "cc/kernels/cuda/conv_kernels.h"
+#include "cc/kernels/cuda/cuda.h"
+#include "cc/kernels/cuda/filter_grad_kernels.h"
 
 namespace dwop {
 namespace {
@@ -79,7 +79,8 @@ class ConvEmulator {
 
   template <typename T, bool kNchw>
   Status Forward() {
-    return Items([&](int64_t item) { gpu::ForwardItem<T, kNchw>(args_, item); });
+    return Items(
+        [&](int64_t item) { gpu::ForwardItem<T, kNchw>(args_, item); });
   }
 
   template <typename T, bool kNchw>
@@ -110,8 +111,9 @@ Status EmulateConv(const Params& params, const CudaConvPlan& plan) {
   if (WriteZerosIfNothingToSum(params)) return Status::Ok();
   if (plan.kernel == CudaConvKernel::kNothing ||
       plan.kernel == CudaConvKernel::kZero) {
-    return Status::Internal("a conv plan without kernels for a problem with "
-                            "something to sum");
+    return Status::Internal(
+        "a conv plan without kernels for a problem with "
+        "something to sum");
   }
   const gpu::ConvArgs args = gpu::MakeConvArgs(params, plan);
   ConvEmulator emulator(plan, args);

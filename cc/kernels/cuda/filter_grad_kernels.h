@@ -49,11 +49,11 @@
 #include <string>
 #include <type_traits>
 
-#include "cc/kernels/cuda/plan.h"
-#include "cc/kernels/cuda/portability.h"
 #include "cc/kernels/common/float16.h"
 #include "cc/kernels/common/params.h"
 #include "cc/kernels/common/status.h"
+#include "cc/kernels/cuda/plan.h"
+#include "cc/kernels/cuda/portability.h"
 
 namespace dwop {
 namespace gpu {
@@ -120,7 +120,6 @@ inline KernelArgs MakeKernelArgs(const FilterGradParams& p,
   return a;
 }
 
-
 // Where a block's sum for (tap, oc) goes: its split's partial sums, or the
 // filter when the reduction is not split.
 template <typename T>
@@ -128,9 +127,8 @@ DWOP_DEVICE void Emit(const KernelArgs& a, int split, int tap, int oc,
                       Acc<T> sum) {
   const int64_t e = static_cast<int64_t>(tap) * a.out_depth + oc;
   if (a.partial != nullptr) {
-    static_cast<Acc<T>*>(a.partial)[static_cast<int64_t>(split) *
-                                        a.filter_elements +
-                                    e] = sum;
+    static_cast<Acc<T>*>(
+        a.partial)[static_cast<int64_t>(split) * a.filter_elements + e] = sum;
   } else {
     static_cast<T*>(a.filter)[e] = FromAcc<T>(sum);
   }
@@ -248,8 +246,7 @@ DWOP_DEVICE void SlideRows(const KernelArgs& a, const InputRows<KHT, T>& x,
   Unroll<(KHT + kRows - 1) / kRows>([&](auto p) {
     constexpr int I0 = decltype(p)::value * kRows;
     constexpr int NR = KHT - I0 < kRows ? KHT - I0 : kRows;
-    SlidePass<T, KHT, KWT, V, I0, NR>(a, x, dy_row, kw0, ow_begin, ow_end,
-                                      acc);
+    SlidePass<T, KHT, KWT, V, I0, NR>(a, x, dy_row, kw0, ow_begin, ow_end, acc);
   });
 }
 
@@ -329,8 +326,8 @@ DWOP_DEVICE void RegisterNhwcBlock(const KernelArgs& a, int block, Block& ex,
         const int ih = oh * a.stride_rows + kh * a.dilation_rows - a.pad_top;
         rows.row[I] =
             kh < a.filter_rows && ih >= 0 && ih < a.in_rows
-                ? x + (static_cast<int64_t>(n) * a.in_rows + ih) *
-                              x_row_pitch + xc
+                ? x + (static_cast<int64_t>(n) * a.in_rows + ih) * x_row_pitch +
+                      xc
                 : nullptr;
       });
       if (unit_cols) {
@@ -402,8 +399,9 @@ DWOP_DEVICE void RegisterNchwBlock(const KernelArgs& a, int block, Block& ex,
       const int n = w / a.out_rows;
       const int oh = w - n * a.out_rows;
       const T* dy_row =
-          dy + ((static_cast<int64_t>(n) * a.out_depth + oc) * a.out_rows +
-                oh) * a.out_cols;
+          dy +
+          ((static_cast<int64_t>(n) * a.out_depth + oc) * a.out_rows + oh) *
+              a.out_cols;
       const T* x_plane = x + (static_cast<int64_t>(n) * a.in_depth + c) * plane;
       InputRows<KHT, T> rows;
       Unroll<KHT>([&](auto i) {
@@ -479,8 +477,7 @@ DWOP_DEVICE void TiledBlock(const KernelArgs& a, int block, Block& ex,
                             TiledState<Acc<T>>* st, unsigned char* smem) {
   using A = Acc<T>;
   using State = TiledState<A>;
-  static_assert(kTiledThreads == 256 && kTiledBandRows == 8 &&
-                    kTiledTile == 32,
+  static_assert(kTiledThreads == 256 && kTiledBandRows == 8 && kTiledTile == 32,
                 "the tiled kernel's thread layout assumes these constants");
   const T* x = static_cast<const T*>(a.input);
   const T* dy = static_cast<const T*>(a.out_backprop);
@@ -529,9 +526,11 @@ DWOP_DEVICE void TiledBlock(const KernelArgs& a, int block, Block& ex,
         if (r >= 0 && r < a.in_rows && col >= 0 && col < a.in_cols) {
           const int64_t offset =
               kNchw ? ((static_cast<int64_t>(n) * a.in_depth + c) * a.in_rows +
-                       r) * a.in_cols + col
+                       r) * a.in_cols +
+                          col
                     : ((static_cast<int64_t>(n) * a.in_rows + r) * a.in_cols +
-                       col) * a.in_depth + c;
+                       col) * a.in_depth +
+                          c;
           value = ToAcc(x[offset]);
         }
         xs[(r + a.pad_top) % a.x_rows * a.x_pitch + q] = value;
@@ -543,10 +542,14 @@ DWOP_DEVICE void TiledBlock(const KernelArgs& a, int block, Block& ex,
         A value = A(0);
         if (oh < a.out_rows) {
           const int64_t offset =
-              kNchw ? ((static_cast<int64_t>(n) * a.out_depth + oc) *
-                           a.out_rows + oh) * a.out_cols + ow0 + q
-                    : ((static_cast<int64_t>(n) * a.out_rows + oh) *
-                           a.out_cols + ow0 + q) * a.out_depth + oc;
+              kNchw
+                  ? ((static_cast<int64_t>(n) * a.out_depth + oc) * a.out_rows +
+                     oh) * a.out_cols +
+                        ow0 + q
+                  : ((static_cast<int64_t>(n) * a.out_rows + oh) * a.out_cols +
+                     ow0 + q) *
+                            a.out_depth +
+                        oc;
           value = ToAcc(dy[offset]);
         }
         ds[g * a.chunk_cols + q] = value;
@@ -560,8 +563,8 @@ DWOP_DEVICE void TiledBlock(const KernelArgs& a, int block, Block& ex,
       const A* xr[4];
       DWOP_UNROLL
       for (int i = 0; i < 4; ++i) {
-        const int r = first + warp * a.stride_rows +
-                      (ty + 8 * i) * a.dilation_rows;
+        const int r =
+            first + warp * a.stride_rows + (ty + 8 * i) * a.dilation_rows;
         xr[i] = xs + (r + a.pad_top) % a.x_rows * a.x_pitch + 8 * tx;
       }
       const A* dr = ds + warp * a.chunk_cols;

@@ -11,10 +11,10 @@
 
 #include <cuda_runtime.h>
 
-#include "cc/kernels/cuda/conv_kernels.h"
-#include "cc/kernels/cuda/filter_grad_kernels.h"
 #include "cc/kernels/common/params.h"
 #include "cc/kernels/common/status.h"
+#include "cc/kernels/cuda/conv_kernels.h"
+#include "cc/kernels/cuda/filter_grad_kernels.h"
 
 namespace dwop {
 namespace gpu {

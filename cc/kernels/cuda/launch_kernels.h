@@ -171,14 +171,14 @@ Status LaunchConv(const CudaConvPlan& plan, const ConvArgs& args,
 }  // namespace dwop
 
 // Instantiates every launcher for storage type T (in namespace dwop::gpu).
-#define DWOP_INSTANTIATE_LAUNCHERS(T)                                       \
-  namespace dwop {                                                          \
-  namespace gpu {                                                           \
-  template Status LaunchFilterGrad<T>(const CudaPlan&, Layout,              \
-                                      const KernelArgs&, cudaStream_t);     \
-  template Status LaunchConv<T>(const CudaConvPlan&, const ConvArgs&,       \
-                                cudaStream_t);                              \
-  }                                                                         \
+#define DWOP_INSTANTIATE_LAUNCHERS(T)                                   \
+  namespace dwop {                                                      \
+  namespace gpu {                                                       \
+  template Status LaunchFilterGrad<T>(const CudaPlan&, Layout,          \
+                                      const KernelArgs&, cudaStream_t); \
+  template Status LaunchConv<T>(const CudaConvPlan&, const ConvArgs&,   \
+                                cudaStream_t);                          \
+  }                                                                     \
   }
 
 #endif  // DWOP_CC_KERNELS_CUDA_LAUNCH_KERNELS_H_

@@ -16,8 +16,8 @@ namespace gpu {
 
 Status CudaError(cudaError_t error, const char* what) {
   if (error == cudaSuccess) return Status::Ok();
-  return Status::Internal(std::string(what) + " failed: " +
-                          cudaGetErrorName(error) + ": " +
+  return Status::Internal(std::string(what) +
+                          " failed: " + cudaGetErrorName(error) + ": " +
                           cudaGetErrorString(error));
 }
 
@@ -85,14 +85,14 @@ Status QueryCudaDevice(CudaDevice* device) {
   int ordinal = 0;
   DWOP_RETURN_IF_ERROR(CudaError(cudaGetDevice(&ordinal), "cudaGetDevice"));
   int sm_count = 0, smem = 0;
-  DWOP_RETURN_IF_ERROR(CudaError(
-      cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount,
-                             ordinal),
-      "cudaDeviceGetAttribute(MultiProcessorCount)"));
-  DWOP_RETURN_IF_ERROR(CudaError(
-      cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlock,
-                             ordinal),
-      "cudaDeviceGetAttribute(MaxSharedMemoryPerBlock)"));
+  DWOP_RETURN_IF_ERROR(
+      CudaError(cudaDeviceGetAttribute(&sm_count,
+                                       cudaDevAttrMultiProcessorCount, ordinal),
+                "cudaDeviceGetAttribute(MultiProcessorCount)"));
+  DWOP_RETURN_IF_ERROR(
+      CudaError(cudaDeviceGetAttribute(
+                    &smem, cudaDevAttrMaxSharedMemoryPerBlock, ordinal),
+                "cudaDeviceGetAttribute(MaxSharedMemoryPerBlock)"));
   device->sm_count = sm_count;
   device->shared_memory_per_block = smem;
   return Status::Ok();
@@ -106,19 +106,18 @@ Status RunCuda(const FilterGradParams& params, const CudaPlan& plan,
       return Status::Ok();
     case CudaKernel::kZero:
       return CudaError(
-          cudaMemsetAsync(params.filter_backprop, 0,
-                          params.geo.filter_elements() *
-                              DTypeSize(params.dtype),
-                          stream),
+          cudaMemsetAsync(
+              params.filter_backprop, 0,
+              params.geo.filter_elements() * DTypeSize(params.dtype), stream),
           "cudaMemsetAsync of the filter gradient");
     default:
       break;
   }
   if (plan.workspace_bytes > 0 &&
       (workspace == nullptr || !Aligned(workspace, 16))) {
-    return Status::InvalidArgument(
-        "the CUDA plan needs " + std::to_string(plan.workspace_bytes) +
-        " bytes of 16-byte aligned workspace");
+    return Status::InvalidArgument("the CUDA plan needs " +
+                                   std::to_string(plan.workspace_bytes) +
+                                   " bytes of 16-byte aligned workspace");
   }
   const int64_t vector_bytes = plan.vector * DTypeSize(params.dtype);
   if (!BuffersAligned(params, vector_bytes)) {
@@ -159,9 +158,8 @@ Status CudaAllocAsync(int64_t bytes, void* cuda_stream, void** ptr) {
 
 Status CudaFreeAsync(void* ptr, void* cuda_stream) {
   if (ptr == nullptr) return Status::Ok();
-  return CudaError(
-      cudaFreeAsync(ptr, static_cast<cudaStream_t>(cuda_stream)),
-      "cudaFreeAsync of the workspace");
+  return CudaError(cudaFreeAsync(ptr, static_cast<cudaStream_t>(cuda_stream)),
+                   "cudaFreeAsync of the workspace");
 }
 
 }  // namespace dwop

@@ -26,10 +26,10 @@ constexpr int64_t kMinSegmentCols = 8;
 int64_t RoundUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
 
 Status TooLarge(const std::string& what, int64_t value, int64_t limit) {
-  return Status::InvalidArgument(
-      "the CUDA kernels index " + what + " with 32-bit integers, but it is " +
-      std::to_string(value) + " (at most " + std::to_string(limit) +
-      " is supported)");
+  return Status::InvalidArgument("the CUDA kernels index " + what +
+                                 " with 32-bit integers, but it is " +
+                                 std::to_string(value) + " (at most " +
+                                 std::to_string(limit) + " is supported)");
 }
 
 // Every index the kernels form in 32-bit arithmetic stays in range: input
@@ -96,16 +96,16 @@ Status CheckRanges(const Geometry& g) {
 void ChooseSplits(int64_t work_total, int64_t granule, int64_t min_granules,
                   int64_t base_blocks, int64_t target_blocks,
                   int64_t min_blocks, int64_t partial_bytes, CudaPlan* plan) {
-  const int64_t wanted = std::max<int64_t>(1, CeilDiv(target_blocks,
-                                                      base_blocks));
+  const int64_t wanted =
+      std::max<int64_t>(1, CeilDiv(target_blocks, base_blocks));
   int64_t splits = std::min(
       wanted, std::max<int64_t>(1, work_total / (granule * min_granules)));
   if (splits * base_blocks < min_blocks) {
-    splits = std::min(wanted, std::max<int64_t>(
-                                  1, CeilDiv(work_total, granule)));
+    splits =
+        std::min(wanted, std::max<int64_t>(1, CeilDiv(work_total, granule)));
   }
-  splits = std::min(splits,
-                    std::max<int64_t>(1, kMaxSplitWorkspaceBytes / partial_bytes));
+  splits = std::min(
+      splits, std::max<int64_t>(1, kMaxSplitWorkspaceBytes / partial_bytes));
   const int64_t per_split = RoundUp(CeilDiv(work_total, splits), granule);
   plan->work_total = work_total;
   plan->work_per_split = per_split;
@@ -115,9 +115,9 @@ void ChooseSplits(int64_t work_total, int64_t granule, int64_t min_granules,
 // The tap group of the register kernels that wastes the least: padded taps
 // plus a charge per group (each group reads input and out_backprop again).
 TapConfig ChooseRegisterConfig(const Geometry& g) {
-  static constexpr TapConfig kConfigs[] = {
-      TapConfig::k3x3, TapConfig::k5x5, TapConfig::k7x7,
-      TapConfig::k1x1, TapConfig::k8x1, TapConfig::k1x8};
+  static constexpr TapConfig kConfigs[] = {TapConfig::k3x3, TapConfig::k5x5,
+                                           TapConfig::k7x7, TapConfig::k1x1,
+                                           TapConfig::k8x1, TapConfig::k1x8};
   TapConfig best = kConfigs[0];
   int64_t best_cost = std::numeric_limits<int64_t>::max();
   for (TapConfig c : kConfigs) {
@@ -174,8 +174,9 @@ Status PlanRegisterNhwc(const FilterGradParams& p, const CudaDevice& device,
   // Two waves of two resident 256-thread blocks per SM.
   const int64_t target_threads = int64_t{device.sm_count} * 1024;
   const int64_t jobs = rows * vectors * groups;
-  int64_t segments = std::min(CeilDiv(target_threads, jobs),
-                              std::max<int64_t>(1, g.out_cols / kMinSegmentCols));
+  int64_t segments =
+      std::min(CeilDiv(target_threads, jobs),
+               std::max<int64_t>(1, g.out_cols / kMinSegmentCols));
   segments = std::max<int64_t>(1, segments);
   plan->segment_cols = static_cast<int32_t>(CeilDiv(g.out_cols, segments));
   plan->col_segments =
@@ -252,8 +253,8 @@ bool TiledApplicable(const FilterGradParams& p, const CudaDevice& device,
 // 32x32 tiles; smaller or ragged filters go to the register kernels.
 bool PreferTiled(const Geometry& g) {
   if (g.filter_rows < 16 || g.filter_cols < 16) return false;
-  const int64_t padded = RoundUp(g.filter_rows, kTiledTile) *
-                         RoundUp(g.filter_cols, kTiledTile);
+  const int64_t padded =
+      RoundUp(g.filter_rows, kTiledTile) * RoundUp(g.filter_cols, kTiledTile);
   return 10 * g.filter_rows * g.filter_cols >= 6 * padded;
 }
 
@@ -294,7 +295,8 @@ Status PlanCuda(const FilterGradParams& params, const CudaDevice& device,
   if (device.sm_count < 1 || device.shared_memory_per_block < 16 * 1024) {
     return Status::InvalidArgument(
         "CudaDevice needs sm_count >= 1 and shared_memory_per_block >= 16384, "
-        "got " + std::to_string(device.sm_count) + " and " +
+        "got " +
+        std::to_string(device.sm_count) + " and " +
         std::to_string(device.shared_memory_per_block));
   }
   if (g.filter_elements() == 0) return Status::Ok();  // kNothing
@@ -306,8 +308,10 @@ Status PlanCuda(const FilterGradParams& params, const CudaDevice& device,
   std::string why;
   const bool tiled_ok = TiledApplicable(params, device, &why);
   if (path == CudaPath::kTiled && !tiled_ok) {
-    return Status::InvalidArgument("the tiled CUDA kernel cannot run this "
-                                   "problem: " + why);
+    return Status::InvalidArgument(
+        "the tiled CUDA kernel cannot run this "
+        "problem: " +
+        why);
   }
   if (path == CudaPath::kTiled ||
       (path == CudaPath::kAuto && tiled_ok && PreferTiled(g))) {

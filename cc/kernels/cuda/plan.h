@@ -99,7 +99,7 @@ struct CudaPlan {
   TapConfig config = TapConfig::k3x3;
   int32_t tap_rows = 0;  // taps per thread group (register) or tile (tiled)
   int32_t tap_cols = 0;
-  int32_t vector = 1;  // output channels per thread (register NHWC)
+  int32_t vector = 1;   // output channels per thread (register NHWC)
   int32_t threads = 0;  // per block
   // Register kernels: lanes_x threads over channel vectors (NHWC) or output
   // columns (NCHW), lanes_y over work items. threads >= lanes_x * lanes_y.

@@ -61,9 +61,13 @@ DWOP_DEVICE float ToAcc(bfloat16_t v) {
 template <typename T>
 DWOP_DEVICE T FromAcc(Acc<T> v);
 template <>
-DWOP_DEVICE float FromAcc<float>(float v) { return v; }
+DWOP_DEVICE float FromAcc<float>(float v) {
+  return v;
+}
 template <>
-DWOP_DEVICE double FromAcc<double>(double v) { return v; }
+DWOP_DEVICE double FromAcc<double>(double v) {
+  return v;
+}
 template <>
 DWOP_DEVICE half_t FromAcc<half_t>(float v) {
 #if defined(__CUDACC__)
