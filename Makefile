@@ -193,7 +193,7 @@ LINT_PY := python/bench.py python/cases.py python/fuzz python/gpu_check.py \
            tests/conftest.py tests/cpu_kernel_test.py tests/fuzz_test.py \
            tests/large_test.py tests/training_test.py
 # LINT_BIN and LINT_DEPS: lint tools installed elsewhere, e.g.
-# `make lint LINT_BIN=/tmp/lintvenv/bin LINT_DEPS=`.
+# `make lint LINT_BIN=$$HOME/lintvenv/bin LINT_DEPS=`.
 LINT_BIN ?= $(VENV)/bin
 LINT_DEPS ?= venv
 lint: $(LINT_DEPS)
