@@ -36,6 +36,7 @@ def main():
   ap.add_argument("--batch", type=int, default=16)
   ap.add_argument("--which", default="dwop,tf")
   ap.add_argument("--json", default="")
+  ap.add_argument("--only", default="", help="comma-separated substrings of layer names")
   a = ap.parse_args()
   tf.config.threading.set_intra_op_parallelism_threads(a.threads)
   tf.config.threading.set_inter_op_parallelism_threads(a.threads)
@@ -45,6 +46,8 @@ def main():
   shapes = []
   if "mnv2" in a.set: shapes += MNV2
   if "replk" in a.set: shapes += REPLK
+  if a.only:
+    shapes = [sh for sh in shapes if any(o in sh[0] for o in a.only.split(","))]
   which = a.which.split(",")
   rows = []
   for name, H, C, K, s, pad in shapes:
