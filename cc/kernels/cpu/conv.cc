@@ -355,6 +355,12 @@ void PackFilter(const Geometry& g, const ConvPlan& p, const T* filter,
       const int64_t kh = slice % g.filter_rows, m = slice / g.filter_rows;
       for (int64_t kw = 0; kw < g.filter_cols; ++kw, to += L) {
         const T* from = filter + (kh * g.filter_cols + kw) * g.out_depth();
+        if ((M == 1 || !p.input_grad) && (block + 1) * L <= p.dst_depth) {
+          // A whole block of consecutive channels: a straight copy (the
+          // scalar loop below cost as much as a small layer's arithmetic).
+          for (int64_t i = 0; i < L; ++i) to[i] = Load(from + block * L + i);
+          continue;
+        }
         for (int64_t i = 0; i < L; ++i) {
           const int64_t c = block * L + i;
           to[i] = c < p.dst_depth ? Load(from + (p.input_grad ? c * M + m : c))
