@@ -56,7 +56,8 @@ _GEOMETRIES = [
     ((2, 7, 7, 3), (3, 3, 3, 1), (1, 1, 1, 1), "SAME"),
     ((1, 9, 8, 4), (3, 2, 4, 2), (1, 2, 2, 1), "VALID"),
     ((2, 6, 5, 2), (5, 5, 2, 1), (1, 2, 2, 1), "SAME"),
-    ((1, 5, 5, 2), (3, 3, 2, 1), (1, 1, 1, 1), [[0, 0], [2, 1], [0, 2], [0, 0]]),
+    ((1, 5, 5, 2), (3, 3, 2, 1), (1, 1, 1, 1),
+     [[0, 0], [2, 1], [0, 2], [0, 0]]),
 ]
 
 
@@ -192,7 +193,8 @@ def main(argv=None):
   _line("op library", path)
   built = (_loader.built_against(path) if os.path.isfile(path) else None)
   _line("built against TensorFlow", built or "unknown")
-  _line("running TensorFlow", f"{tf.__version__} ({os.path.dirname(tf.__file__)})")
+  _line("running TensorFlow",
+        f"{tf.__version__} ({os.path.dirname(tf.__file__)})")
   _line("supported TensorFlow", _loader.SUPPORTED_TENSORFLOW)
   try:
     dwop.load_library()

@@ -1,4 +1,4 @@
-"""A depthwise forward built from TensorFlow's own ops, right for every attribute set.
+"""A depthwise forward from TensorFlow's own ops, right for every attribute.
 
 TensorFlow's CPU kernels ignore or refuse dilations, refuse unequal strides
 and (without oneDNN) NCHW; `depthwise_forward` computes

@@ -14,7 +14,8 @@ LIBRARY_ENV = "DWOP_LIBRARY"
 # The build stamps this marker, followed by the TensorFlow version it was
 # compiled against, into the library (cc/tf/ops.cc); reading it before loading
 # avoids dlopen-ing a library whose C++ ABI does not match.
-_VERSION_MARKER = re.compile(rb"DWOP_BUILT_AGAINST_TENSORFLOW=([0-9A-Za-z.\-+]+)\0")
+_VERSION_MARKER = re.compile(
+    rb"DWOP_BUILT_AGAINST_TENSORFLOW=([0-9A-Za-z.\-+]+)\0")
 
 # The TensorFlow this release is built and tested against: pyproject.toml's
 # build-system.requires and dependencies, and requirements.txt, pin it too

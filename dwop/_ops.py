@@ -59,7 +59,7 @@ def depthwise_conv2d_backprop_filter(input,  # pylint: disable=redefined-builtin
                                      data_format="NHWC",
                                      dilations=[1, 1, 1, 1],  # pylint: disable=dangerous-default-value
                                      name=None):
-  """Computes the gradient of a depthwise convolution with respect to the filter.
+  """Computes the gradient of a depthwise convolution with respect to filter.
 
   A drop-in for `tf.nn.depthwise_conv2d_backprop_filter` that honours
   `dilations`, accepts unequal strides and NCHW on CPU, accumulates half and

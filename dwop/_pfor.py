@@ -1,4 +1,4 @@
-"""pfor converters: `tf.vectorized_map` and `GradientTape.jacobian` over dwop's ops.
+"""pfor converters: `tf.vectorized_map` and `GradientTape.jacobian` on dwop.
 
 Without a converter, pfor runs an op it does not know in a while_loop (one
 call per iteration). These converters turn the loop into one call of the
@@ -68,7 +68,8 @@ def _convert_input_grad(pfor_input):
   loop_len = pfor_input.pfor.loop_len_vector
   if _is_stacked(pfor_input, 0):
     # Per-iteration input sizes: only the fully general loop can do that.
-    return _pfor_lib._fallback_converter(pfor_input, root_cause="stacked input_sizes")  # pylint: disable=protected-access
+    return _pfor_lib._fallback_converter(  # pylint: disable=protected-access
+        pfor_input, root_cause="stacked input_sizes")
   input_sizes = pfor_input.unstacked_input(0)
   ones = array_ops.ones([3], input_sizes.dtype)
   if not _is_stacked(pfor_input, 1):
@@ -93,7 +94,8 @@ def _convert_input_grad(pfor_input):
 def _convert_filter_grad(pfor_input):
   """dw = F(x, filter_sizes, dy): the loop folded into the channels."""
   if _is_stacked(pfor_input, 1):
-    return _pfor_lib._fallback_converter(pfor_input, root_cause="stacked filter_sizes")  # pylint: disable=protected-access
+    return _pfor_lib._fallback_converter(  # pylint: disable=protected-access
+        pfor_input, root_cause="stacked filter_sizes")
   loop_len = pfor_input.pfor.loop_len_vector
   c_dim = _channel_dim(pfor_input)
   x = _flatten_with_inner_dim(pfor_input.stacked_input(0), c_dim + 1, 5)

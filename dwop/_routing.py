@@ -290,7 +290,8 @@ def is_routed():
 
 
 def stock_keras(attr):
-  """Keras' own TensorFlow-backend `attr` (e.g. "depthwise_conv"), routed or not."""
+  """Keras' own TensorFlow-backend `attr` (e.g. "depthwise_conv"), routed or
+  not."""
   with _lock:
     key = (_KERAS_NN, attr)
     return _stock[key] if key in _stock else getattr(_module(_KERAS_NN), attr)

@@ -1,4 +1,4 @@
-"""`enable()` / `disable()` / `enabled()`: dwop as the gradient of TensorFlow's ops.
+"""`enable()` / `disable()` / `enabled()`: route TensorFlow's ops to dwop.
 
 They swap the gradient-registry entries of TensorFlow's
 `DepthwiseConv2dNative` and `DepthwiseConv2dNativeBackpropInput` for dwop's,

@@ -52,13 +52,21 @@ absl::Status ToTf(const ::dwop::Status& status) {
 template <typename T>
 constexpr ::dwop::DType DTypeOf();
 template <>
-constexpr ::dwop::DType DTypeOf<Eigen::half>() { return ::dwop::DType::kHalf; }
+constexpr ::dwop::DType DTypeOf<Eigen::half>() {
+  return ::dwop::DType::kHalf;
+}
 template <>
-constexpr ::dwop::DType DTypeOf<bfloat16>() { return ::dwop::DType::kBfloat16; }
+constexpr ::dwop::DType DTypeOf<bfloat16>() {
+  return ::dwop::DType::kBfloat16;
+}
 template <>
-constexpr ::dwop::DType DTypeOf<float>() { return ::dwop::DType::kFloat; }
+constexpr ::dwop::DType DTypeOf<float>() {
+  return ::dwop::DType::kFloat;
+}
 template <>
-constexpr ::dwop::DType DTypeOf<double>() { return ::dwop::DType::kDouble; }
+constexpr ::dwop::DType DTypeOf<double>() {
+  return ::dwop::DType::kDouble;
+}
 
 // Checks a kernel's workspace request and allocates it from TensorFlow's
 // allocator for the op's device; *data is null when no bytes are needed.
@@ -166,8 +174,8 @@ struct Launcher<GpuDevice> {
     ::dwop::CudaDevice device;
     TF_RETURN_IF_ERROR(GpuStream(ctx, &stream, &device));
     ::dwop::CudaPlan plan;
-    TF_RETURN_IF_ERROR(ToTf(
-        ::dwop::PlanCuda(params, device, ::dwop::CudaPath::kAuto, &plan)));
+    TF_RETURN_IF_ERROR(
+        ToTf(::dwop::PlanCuda(params, device, ::dwop::CudaPath::kAuto, &plan)));
     Tensor workspace;
     void* workspace_data;
     TF_RETURN_IF_ERROR(AllocateWorkspace(ctx, params.geo, plan.workspace_bytes,
@@ -207,8 +215,7 @@ absl::Status Guarded(const char* op_name, Body body) {
     return absl::InternalError(std::string(op_name) +
                                ": unexpected exception: " + e.what());
   } catch (...) {
-    return absl::InternalError(std::string(op_name) +
-                               ": unexpected exception");
+    return absl::InternalError(std::string(op_name) + ": unexpected exception");
   }
 }
 
@@ -244,8 +251,8 @@ absl::Status AllocateOutput(OpKernelContext* ctx, ::dwop::OpKind op,
   TF_RETURN_IF_ERROR(TensorShape::BuildTensorShape(
       {dims[0], dims[1], dims[2], dims[3]}, &shape));
   const int64_t elements = shape.num_elements();
-  if (elements > std::numeric_limits<int64_t>::max() /
-                     static_cast<int64_t>(sizeof(T))) {
+  if (elements >
+      std::numeric_limits<int64_t>::max() / static_cast<int64_t>(sizeof(T))) {
     return absl::ResourceExhaustedError(
         std::string(::dwop::OpName(op)) + ": the output of shape " +
         ::dwop::FormatDims(dims, 4) + " would need more bytes than int64 " +
@@ -272,8 +279,8 @@ class DepthwiseOpBase : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) final {
-    OP_REQUIRES_OK(ctx, Guarded(::dwop::OpName(kOp),
-                                [&] { return ComputeStatus(ctx); }));
+    OP_REQUIRES_OK(
+        ctx, Guarded(::dwop::OpName(kOp), [&] { return ComputeStatus(ctx); }));
   }
 
  protected:
@@ -325,8 +332,8 @@ class DepthwiseConv2dNativeOp
     const Tensor& filter = ctx->input(1);
     ::dwop::ForwardParams params;
     TF_RETURN_IF_ERROR(ToTf(::dwop::ComputeForwardGeometry(
-        attrs_, Ref(input.shape().dim_sizes()),
-        Ref(filter.shape().dim_sizes()), &params.geo)));
+        attrs_, Ref(input.shape().dim_sizes()), Ref(filter.shape().dim_sizes()),
+        &params.geo)));
     params.dtype = DTypeOf<T>();
     int64_t dims[4];
     ::dwop::OutputDims(params.geo, dims);
@@ -355,8 +362,8 @@ class DepthwiseConv2dBackpropInputOp
     ::dwop::InputGradParams params;
     TF_RETURN_IF_ERROR(ToTf(::dwop::ComputeInputGradGeometry(
         attrs_, Ref(input_sizes.shape().dim_sizes()), sizes.data(),
-        Ref(filter.shape().dim_sizes()),
-        Ref(out_backprop.shape().dim_sizes()), &params.geo)));
+        Ref(filter.shape().dim_sizes()), Ref(out_backprop.shape().dim_sizes()),
+        &params.geo)));
     params.dtype = DTypeOf<T>();
     Tensor* output = nullptr;
     TF_RETURN_IF_ERROR(AllocateOutput<T>(ctx, ::dwop::OpKind::kInputGrad,
@@ -369,15 +376,15 @@ class DepthwiseConv2dBackpropInputOp
 };
 
 #define DWOP_REGISTER_CPU(T)                                              \
-  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropFilter")       \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropFilter")      \
                               .Device(DEVICE_CPU)                         \
                               .TypeConstraint<T>("T"),                    \
                           DepthwiseConv2dBackpropFilterOp<CPUDevice, T>); \
-  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dNative")               \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dNative")              \
                               .Device(DEVICE_CPU)                         \
                               .TypeConstraint<T>("T"),                    \
                           DepthwiseConv2dNativeOp<CPUDevice, T>);         \
-  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropInput")        \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropInput")       \
                               .Device(DEVICE_CPU)                         \
                               .TypeConstraint<T>("T"),                    \
                           DepthwiseConv2dBackpropInputOp<CPUDevice, T>);
@@ -388,20 +395,20 @@ TF_CALL_double(DWOP_REGISTER_CPU);
 #undef DWOP_REGISTER_CPU
 
 #if GOOGLE_CUDA
-#define DWOP_REGISTER_GPU(T)                                        \
-  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropFilter") \
-                              .Device(DEVICE_GPU)                   \
-                              .TypeConstraint<T>("T")               \
-                              .HostMemory("filter_sizes"),          \
+#define DWOP_REGISTER_GPU(T)                                              \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropFilter")      \
+                              .Device(DEVICE_GPU)                         \
+                              .TypeConstraint<T>("T")                     \
+                              .HostMemory("filter_sizes"),                \
                           DepthwiseConv2dBackpropFilterOp<GpuDevice, T>); \
-  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dNative")          \
-                              .Device(DEVICE_GPU)                    \
-                              .TypeConstraint<T>("T"),               \
-                          DepthwiseConv2dNativeOp<GpuDevice, T>);    \
-  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropInput")   \
-                              .Device(DEVICE_GPU)                    \
-                              .TypeConstraint<T>("T")                \
-                              .HostMemory("input_sizes"),            \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dNative")              \
+                              .Device(DEVICE_GPU)                         \
+                              .TypeConstraint<T>("T"),                    \
+                          DepthwiseConv2dNativeOp<GpuDevice, T>);         \
+  REGISTER_KERNEL_BUILDER(Name("Dwop>DepthwiseConv2dBackpropInput")       \
+                              .Device(DEVICE_GPU)                         \
+                              .TypeConstraint<T>("T")                     \
+                              .HostMemory("input_sizes"),                 \
                           DepthwiseConv2dBackpropInputOp<GpuDevice, T>);
 TF_CALL_half(DWOP_REGISTER_GPU);
 TF_CALL_bfloat16(DWOP_REGISTER_GPU);

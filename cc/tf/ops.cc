@@ -39,10 +39,9 @@ absl::Status CheckSizesShape(InferenceContext* c, int index,
     dims.push_back(c->Value(c->Dim(shape, i)));  // -1 when unknown
   }
   const ::dwop::ShapeRef ref{dims.data(), static_cast<int>(dims.size())};
-  const ::dwop::Status status =
-      op == ::dwop::OpKind::kFilterGrad
-          ? ::dwop::CheckFilterSizes(ref, nullptr)
-          : ::dwop::CheckInputSizes(ref, nullptr);
+  const ::dwop::Status status = op == ::dwop::OpKind::kFilterGrad
+                                    ? ::dwop::CheckFilterSizes(ref, nullptr)
+                                    : ::dwop::CheckInputSizes(ref, nullptr);
   return status.ok() ? absl::OkStatus()
                      : absl::InvalidArgumentError(status.message());
 }
@@ -99,14 +98,15 @@ absl::Status ForwardShape(InferenceContext* c) {
     const int64_t in_depth = in[depth] >= 0 ? in[depth] : f[2] >= 0 ? f[2] : 1;
     int64_t in_sub[4], f_sub[4];
     for (int i = 0; i < 4; ++i) {
-      in_sub[i] = in[i] >= 0 ? in[i]
+      in_sub[i] = in[i] >= 0                   ? in[i]
                   : (i == row || i == row + 1) ? kLargeInput
                                                : 1;
       f_sub[i] = f[i] >= 0 ? f[i] : 1;
     }
     in_sub[depth] = in_depth;
     f_sub[2] = in_depth;
-    status = ::dwop::ComputeForwardGeometry(conv, {in_sub, 4}, {f_sub, 4}, &geo);
+    status =
+        ::dwop::ComputeForwardGeometry(conv, {in_sub, 4}, {f_sub, 4}, &geo);
     if (!status.ok()) {
       // Known dimensions that do not fit together: the kernel says why.
       c->set_output(0, c->UnknownShapeOfRank(4));
