@@ -1,4 +1,4 @@
-"""End-to-end benchmark: a Keras training step, stock TensorFlow vs dwop.enable().
+"""End-to-end benchmark: Keras training step, stock TensorFlow vs dwop.enable().
 
 For each model, two `tf.function` training steps (forward, loss, gradient,
 SGD update) over the same model are traced: one with dwop disabled (stock
@@ -12,8 +12,8 @@ MobileNetV2, EfficientNetB0, ConvNeXtTiny (stock Keras, whose depthwise
 layers are Conv2D(groups=channels)), and a RepLKNet-style stack (depthwise
 31/29/27/13 kernels with pointwise convolutions).
 
-    python python/bench_e2e.py                     # batch 16, 128x128, 2 threads
-    python python/bench_e2e.py --quick             # smoke run: tiny sizes
+    python python/bench_e2e.py                    # batch 16, 128x128, 2 threads
+    python python/bench_e2e.py --quick            # smoke run: tiny sizes
     python python/bench_e2e.py --models replknet --reps 5 --out bench_e2e
 
 Writes the table to stdout and results.json and e2e.png to --out. A
@@ -22,15 +22,13 @@ is added when `import torch` works.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import statistics
 import sys
 import time
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 
 MODELS = ("mobilenetv2", "efficientnetb0", "convnexttiny", "replknet")
 GOALS = {"mobilenetv2": 1.25, "efficientnetb0": 1.0, "convnexttiny": 4.0,
@@ -283,11 +281,7 @@ def bench_torch(args, name):
 def torch_available(args):
   if args.no_torch:
     return False
-  try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    return False
-  return True
+  return importlib.util.find_spec("torch") is not None
 
 
 # --- Report.

@@ -105,7 +105,7 @@ class Geometry(ctypes.Structure):
 
 
 def dtype_name(array, dtype=None):
-  """The dwop dtype name of a NumPy array ("bfloat16" needs ml_dtypes or dtype)."""
+  """dwop dtype name of a NumPy array ("bfloat16" needs ml_dtypes or dtype)."""
   if dtype is not None:
     return np.dtype(dtype).name if dtype != "bfloat16" else "bfloat16"
   name = array.dtype.name

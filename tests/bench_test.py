@@ -258,13 +258,14 @@ class RowsAndSummaryTest(absltest.TestCase):
     for title in ("forward", "input gradient", "filter gradient",
                   "layer total"):
       self.assertIn(f"**{title}**", text)
-    table_lines = [l for l in text.splitlines() if l.startswith("| ")]
+    table_lines = [row for row in text.splitlines() if row.startswith("| ")]
     # Four tables of a header and three cases, then the summary's header and
     # eight metrics.
     self.assertLen(table_lines, 4 * 4 + 9)
     for line in table_lines:
       self.assertEqual(line.count("|"), line.split("\n")[0].count("|"))
-    per_case = [l for l in table_lines if l.startswith("| convnext_56x56")]
+    per_case = [row for row in table_lines
+                if row.startswith("| convnext_56x56")]
     self.assertLen(per_case, 4)
     self.assertEqual(per_case[0].count("|"), 10)
     self.assertIn("| error |", per_case[0])           # native forward refused
@@ -280,10 +281,10 @@ class RowsAndSummaryTest(absltest.TestCase):
   def test_text_lines(self):
     lines = model.text_lines(self.rows[1])
     self.assertLen(lines, 4)
-    self.assertEqual(len({len(l) for l in lines}), 1)  # aligned columns
+    self.assertEqual(len({len(line) for line in lines}), 1)  # aligned columns
     self.assertIn("*", lines[1])
     self.assertIn("err", lines[0])
-    self.assertTrue(any("geomean" in l for l in
+    self.assertTrue(any("geomean" in line for line in
                         model.summary_text(self.summary)))
 
   def test_no_tensorflow(self):

@@ -80,7 +80,8 @@ class VersionTest(absltest.TestCase):
     result = testing.run_python_json(
         "import sys, cabi_test\n"
         "cabi_test._LIB.validate(cabi_test._problem())\n"
-        "report(sorted(m for m in sys.modules if m.startswith('tensorflow')))\n",
+        "report(sorted(m for m in sys.modules"
+        " if m.startswith('tensorflow')))\n",
         timeout=60)
     self.assertEqual(result, [])
 

@@ -36,7 +36,7 @@ def filter_values(case, seed):
 
 
 def operands(op, case, seed):
-  """The op's two float64 operands: (input, filter) or (filter, out_backprop)."""
+  """The op's float64 operands: (input, filter) or (filter, out_backprop)."""
   x, dy = case.random_inputs(seed=seed)
   f = filter_values(case, seed)
   return (x, f) if op == "forward" else (f, dy)

@@ -52,7 +52,8 @@ def dwop_forward(case, x, w):
 
 def dwop_input_grad(case, w, dy, sizes_dtype=tf.int32):
   return dwop.depthwise_conv2d_backprop_input(
-      tf.constant(case.input_shape, sizes_dtype), tf_paths.tensor(w, case.dtype),
+      tf.constant(case.input_shape, sizes_dtype),
+      tf_paths.tensor(w, case.dtype),
       tf_paths.tensor(dy, case.dtype), case.tf_strides, case.tf_padding,
       data_format=case.data_format, dilations=case.tf_dilations).numpy()
 
@@ -482,8 +483,8 @@ class GradientTest(parameterized.TestCase, tf.test.TestCase):
     self.assertTrue({"Dwop>DepthwiseConv2dNative",
                      "Dwop>DepthwiseConv2dBackpropInput",
                      "Dwop>DepthwiseConv2dBackpropFilter"} <= types, types)
-    self.assertFalse({t for t in types if t.startswith("DepthwiseConv2dNative")},
-                     types)
+    self.assertFalse(
+        {t for t in types if t.startswith("DepthwiseConv2dNative")}, types)
 
 
 # --- Validation.
@@ -653,7 +654,8 @@ class HugeSizesTest(parameterized.TestCase):
   def test_byte_size_overflow_is_invalid(self):
     kind, message = _huge_results()["input_grad_bytes_overflow"]
     self.assertEqual(kind, "InvalidArgumentError", message)
-    self.assertRegex(message, r"input_sizes shape \[1,2147483648,2147483648,1\] "
+    self.assertRegex(message,
+                     r"input_sizes shape \[1,2147483648,2147483648,1\] "
                      r"is too large: its size in bytes overflows int64")
 
   def test_huge_empty_is_zeros(self):

@@ -1,5 +1,5 @@
-"""Every validation rule of the op (cc/kernels/common/geometry.cc) and of its Python
-API (dwop/_ops.py), eagerly and under tf.function.
+"""Every validation rule of the op (cc/kernels/common/geometry.cc) and of its
+Python API (dwop/_ops.py), eagerly and under tf.function.
 
 Each rule asserts the error type and that the message names the argument, the
 offending value and what was expected. Under tf.function the arguments are

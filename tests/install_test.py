@@ -70,8 +70,8 @@ class MetadataTest(absltest.TestCase):
                                  ["dependencies"] if TF_PIN.match(r)],
     }
     with open(os.path.join(ROOT, "requirements.txt")) as f:
-      pins["requirements.txt"] = [l.strip() for l in f
-                                  if TF_PIN.match(l.strip())]
+      pins["requirements.txt"] = [line.strip() for line in f
+                                  if TF_PIN.match(line.strip())]
     for where, found in pins.items():
       self.assertLen(found, 1, where)
     versions = {TF_PIN.match(found[0]).group(1) for found in pins.values()}

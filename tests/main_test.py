@@ -70,8 +70,9 @@ class CommandTest(absltest.TestCase):
                   "running TensorFlow", "CPU kernels", "CPU threads",
                   "CUDA kernels", "GPU visible"):
       self.assertRegex(result.stdout, rf"(?m)^{label}: +\S")
-    self.assertRegex(result.stdout,
-                     rf"running TensorFlow: +{tf.__version__.replace('.', '[.]')}")
+    self.assertRegex(
+        result.stdout,
+        rf"running TensorFlow: +{tf.__version__.replace('.', '[.]')}")
     self.assertRegex(result.stdout, r"CPU kernels: +(avx512|avx2|generic)")
     self.assertIn("all checks passed", result.stdout)
 

@@ -1,4 +1,4 @@
-"""dwop.enable() routes every Keras 3 / tf.nn depthwise convolution to dwop (#16).
+"""dwop.enable() routes every Keras 3/tf.nn depthwise convolution to dwop (#16).
 
 Each case is traced as a training step (a tf.function holding the forward
 and a GradientTape) and its graph, with every function it calls, is
@@ -424,7 +424,8 @@ for name, strategy in (("single", single), ("mirrored", mirrored)):
   out[name] = max(float(np.abs(a - b).max()) for a, b in
                   zip(base.get_weights(), model.get_weights()))
 out["moved"] = max(float(np.abs(a - b).max()) for a, b in
-                   zip(base.get_weights(), routing_test._small_model().get_weights()))
+                   zip(base.get_weights(),
+                       routing_test._small_model().get_weights()))
 print("RESULT" + json.dumps(out))
 """
 

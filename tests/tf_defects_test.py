@@ -146,7 +146,7 @@ def measure_forward_rejection(case_name):
 
 
 def forward_half_case(dtype):
-  """8x32x32x16 input, 7x7 SAME filter, standard normal data rounded to dtype."""
+  """8x32x32x16, 7x7 SAME, standard normal data rounded to dtype."""
   case = cases.Case("forward_half", (8, 32, 32, 16), (7, 7, 16, 1),
                     dtype=dtype)
   rng = np.random.default_rng(3)
