@@ -50,7 +50,7 @@ KERNEL_CXXFLAGS := $(KERNEL_COPTS) -fPIC -I. -MMD -MP $(CXXFLAGS)
 # Each room (common, cpu, cuda) of cc/kernels; .cu.cc files go to nvcc.
 KERNEL_SRCS := $(filter-out %.cu.cc,$(wildcard cc/kernels/*/*.cc))
 KERNEL_OBJS := $(KERNEL_SRCS:%.cc=$(BUILD)/%.o)
-CABI_OBJS := $(BUILD)/cc/c_api/dwop_c.o
+CABI_OBJS := $(patsubst %.cc,$(BUILD)/%.o,$(wildcard cc/c_api/*.cc))
 
 # --- CUDA (section owned by the CUDA build).
 # cc/kernels/cuda/*.cu.cc are compiled by nvcc (no TensorFlow include path) for
@@ -96,7 +96,7 @@ $(BUILD)/cc/kernels/%.cu.o: cc/kernels/%.cu.cc
 CUDA_CONFIG := cuda=$(if $(CUDA_OBJS),$(NVCC) $(CUDA_LIBDIR),off)
 $(shell mkdir -p $(BUILD) && [ "$$(cat $(BUILD)/cuda.config 2>/dev/null)" = \
     '$(CUDA_CONFIG)' ] || echo '$(CUDA_CONFIG)' > $(BUILD)/cuda.config)
-$(BUILD)/cc/tf/kernels.o $(BUILD)/cc/tf/info.o $(BUILD)/cc/c_api/dwop_c.o: \
+$(BUILD)/cc/tf/kernels.o $(BUILD)/cc/tf/info.o $(CABI_OBJS): \
     $(BUILD)/cuda.config
 
 # --- TensorFlow glue. Flags come from the interpreter's tf.sysconfig, cached
@@ -186,6 +186,7 @@ print-flags:
 # files listed here, clean today, are checked (ruff: python, tests and tools;
 # dwop/ not yet).
 LINT_CC := cc/kernels/cpu/filter_grad_avx2.cc tests/sanitize/replay.cc \
+           tests/sanitize/cases.h cc/c_api/dwop_c_cuda.cc cc/c_api/internal.h \
            tools/tf_include_probe.cc
 LINT_PY := python tests tools
 # LINT_BIN and LINT_DEPS: lint tools installed elsewhere, e.g.
@@ -265,7 +266,7 @@ sanitize-build:
 	$(MAKE) cabi BUILD=$(SAN_DIR) CXX="$(CXX) $(SAN_FLAGS)" CXXFLAGS=-O1 \
 	    DWOP_CUDA=0
 	$(CXX) $(SAN_FLAGS) -O1 $(KERNEL_COPTS) -I. $(SAN_REPLAY_SRC) \
-	    $(SAN_DIR)/cc/c_api/dwop_c.o \
+	    $(patsubst %.cc,$(SAN_DIR)/%.o,$(wildcard cc/c_api/*.cc)) \
 	    $(patsubst %.cc,$(SAN_DIR)/%.o,$(KERNEL_SRCS)) -lpthread \
 	    -o $(SAN_DIR)/replay
 
