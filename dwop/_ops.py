@@ -51,6 +51,18 @@ def convert_padding(padding, expected_length=4):
   return padding, explicit_paddings
 
 
+def _op_attrs(strides, padding, data_format, dilations):
+  """The attributes of dwop's ops, `padding` split as convert_padding does."""
+  padding, explicit_paddings = convert_padding(padding)
+  return {
+      "strides": strides,
+      "padding": padding,
+      "explicit_paddings": explicit_paddings,
+      "data_format": data_format,
+      "dilations": dilations,
+  }
+
+
 def depthwise_conv2d_backprop_filter(input,  # pylint: disable=redefined-builtin
                                      filter_sizes,
                                      out_backprop,
@@ -95,17 +107,12 @@ def depthwise_conv2d_backprop_filter(input,  # pylint: disable=redefined-builtin
     dwop.LibraryError: On the first call, if the op library is missing or was
       built against another TensorFlow.
   """
-  padding, explicit_paddings = convert_padding(padding)
   return _loader.load().dwop_depthwise_conv2d_backprop_filter(
       input=input,
       filter_sizes=filter_sizes,
       out_backprop=out_backprop,
-      strides=strides,
-      padding=padding,
-      explicit_paddings=explicit_paddings,
-      data_format=data_format,
-      dilations=dilations,
-      name=name)
+      name=name,
+      **_op_attrs(strides, padding, data_format, dilations))
 
 
 def depthwise_conv2d_native(input,  # pylint: disable=redefined-builtin
@@ -160,16 +167,11 @@ def depthwise_conv2d_native(input,  # pylint: disable=redefined-builtin
     dwop.LibraryError: On the first call, if the op library is missing or was
       built against another TensorFlow.
   """
-  padding, explicit_paddings = convert_padding(padding)
   return _loader.load().dwop_depthwise_conv2d_native(
       input=input,
       filter=filter,
-      strides=strides,
-      padding=padding,
-      explicit_paddings=explicit_paddings,
-      data_format=data_format,
-      dilations=dilations,
-      name=name)
+      name=name,
+      **_op_attrs(strides, padding, data_format, dilations))
 
 
 def depthwise_conv2d_backprop_input(input_sizes,
@@ -218,17 +220,12 @@ def depthwise_conv2d_backprop_input(input_sizes,
     dwop.LibraryError: On the first call, if the op library is missing or was
       built against another TensorFlow.
   """
-  padding, explicit_paddings = convert_padding(padding)
   return _loader.load().dwop_depthwise_conv2d_backprop_input(
       input_sizes=input_sizes,
       filter=filter,
       out_backprop=out_backprop,
-      strides=strides,
-      padding=padding,
-      explicit_paddings=explicit_paddings,
-      data_format=data_format,
-      dilations=dilations,
-      name=name)
+      name=name,
+      **_op_attrs(strides, padding, data_format, dilations))
 
 
 def _depthwise(input, filter, strides, padding, data_format, dilations,  # pylint: disable=redefined-builtin

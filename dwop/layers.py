@@ -63,6 +63,22 @@ def _bias_and_activation(layer, outputs, channels):
   return outputs
 
 
+def _depthwise_call(layer, inputs):
+  """call() of the depthwise layers (1-D and 2-D)."""
+  outputs = _conv(inputs, layer.kernel, None, layer.strides, layer.padding,
+                  layer.data_format, layer.dilation_rate)
+  channels = layer.depth_multiplier * layer._get_input_channel(inputs.shape)  # pylint: disable=protected-access
+  return _bias_and_activation(layer, outputs, channels)
+
+
+def _separable_call(layer, inputs):
+  """call() of the separable layers (1-D and 2-D)."""
+  outputs = _conv(inputs, layer.depthwise_kernel, layer.pointwise_kernel,
+                  layer.strides, layer.padding, layer.data_format,
+                  layer.dilation_rate)
+  return _bias_and_activation(layer, outputs, layer.filters)
+
+
 @keras.saving.register_keras_serializable(package="dwop")
 class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
   """`keras.layers.DepthwiseConv2D` computed by dwop's ops, gradients included.
@@ -79,10 +95,7 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
     _check_backend(self)
 
   def call(self, inputs):
-    outputs = _conv(inputs, self.kernel, None, self.strides, self.padding,
-                    self.data_format, self.dilation_rate)
-    channels = self.depth_multiplier * self._get_input_channel(inputs.shape)
-    return _bias_and_activation(self, outputs, channels)
+    return _depthwise_call(self, inputs)
 
 
 @keras.saving.register_keras_serializable(package="dwop")
@@ -102,10 +115,7 @@ class SeparableConv2D(keras.layers.SeparableConv2D):
     _check_backend(self)
 
   def call(self, inputs):
-    outputs = _conv(inputs, self.depthwise_kernel, self.pointwise_kernel,
-                    self.strides, self.padding, self.data_format,
-                    self.dilation_rate)
-    return _bias_and_activation(self, outputs, self.filters)
+    return _separable_call(self, inputs)
 
 
 @keras.saving.register_keras_serializable(package="dwop")
@@ -122,10 +132,7 @@ class DepthwiseConv1D(keras.layers.DepthwiseConv1D):
     _check_backend(self)
 
   def call(self, inputs):
-    outputs = _conv(inputs, self.kernel, None, self.strides, self.padding,
-                    self.data_format, self.dilation_rate)
-    channels = self.depth_multiplier * self._get_input_channel(inputs.shape)
-    return _bias_and_activation(self, outputs, channels)
+    return _depthwise_call(self, inputs)
 
 
 @keras.saving.register_keras_serializable(package="dwop")
@@ -141,7 +148,4 @@ class SeparableConv1D(keras.layers.SeparableConv1D):
     _check_backend(self)
 
   def call(self, inputs):
-    outputs = _conv(inputs, self.depthwise_kernel, self.pointwise_kernel,
-                    self.strides, self.padding, self.data_format,
-                    self.dilation_rate)
-    return _bias_and_activation(self, outputs, self.filters)
+    return _separable_call(self, inputs)

@@ -197,6 +197,11 @@ class Library:
       raise DwopError(_STATUS.get(status, str(status)),
                       error.value.decode(errors="replace"))
 
+  def _call(self, fn, *args):
+    """fn(*args, error, error_size) of the C ABI; raises DwopError."""
+    error = ctypes.create_string_buffer(1024)
+    self._check(fn(*args, error, ctypes.sizeof(error)), error)
+
   def validate(self, problem):
     """Returns the resolved geometry as a dict, or raises DwopError."""
     geometry = Geometry()
@@ -327,12 +332,9 @@ class Library:
                            out_backprop_shape, strides, padding, data_format,
                            dilations)
     plan = CudaPlan()
-    error = ctypes.create_string_buffer(1024)
-    status = self.lib.dwop_cuda_plan_problem(
-        ctypes.byref(problem), CUDA_PATHS[path], sm_count,
-        shared_memory_per_block, ctypes.byref(plan), error,
-        ctypes.sizeof(error))
-    self._check(status, error)
+    self._call(self.lib.dwop_cuda_plan_problem, ctypes.byref(problem),
+               CUDA_PATHS[path], sm_count, shared_memory_per_block,
+               ctypes.byref(plan))
     return plan.as_dict()
 
   def filter_grad_cuda(self, dtype, input_shape, filter_sizes,
@@ -350,12 +352,10 @@ class Library:
     problem = self.problem(dtype, input_shape, filter_sizes,
                            out_backprop_shape, strides, padding, data_format,
                            dilations)
-    error = ctypes.create_string_buffer(1024)
-    status = self.lib.dwop_filter_grad_cuda_ex(
-        ctypes.byref(problem), input_ptr or None, out_backprop_ptr or None,
-        filter_ptr or None, CUDA_PATHS[path], workspace_ptr or None,
-        workspace_bytes, stream or None, error, ctypes.sizeof(error))
-    self._check(status, error)
+    self._call(self.lib.dwop_filter_grad_cuda_ex, ctypes.byref(problem),
+               input_ptr or None, out_backprop_ptr or None, filter_ptr or None,
+               CUDA_PATHS[path], workspace_ptr or None, workspace_bytes,
+               stream or None)
 
   def cuda_conv_plan(self, op, dtype, input_shape, filter_shape,
                      out_backprop_shape, strides, padding, data_format="NHWC",
@@ -370,11 +370,8 @@ class Library:
                            out_backprop_shape, strides, padding, data_format,
                            dilations)
     plan = CudaConvPlan()
-    error = ctypes.create_string_buffer(1024)
-    status = self.lib.dwop_cuda_conv_plan_problem(
-        ctypes.byref(problem), CONV_OPS[op], sm_count, ctypes.byref(plan),
-        error, ctypes.sizeof(error))
-    self._check(status, error)
+    self._call(self.lib.dwop_cuda_conv_plan_problem, ctypes.byref(problem),
+               CONV_OPS[op], sm_count, ctypes.byref(plan))
     return plan.as_dict()
 
   def forward_cuda(self, dtype, input_shape, filter_shape, strides, padding,
@@ -386,11 +383,9 @@ class Library:
     "UNAVAILABLE" without CUDA or a GPU)."""
     problem = self.problem(dtype, input_shape, filter_shape, (), strides,
                            padding, data_format, dilations)
-    error = ctypes.create_string_buffer(1024)
-    status = self.lib.dwop_forward_cuda(
-        ctypes.byref(problem), input_ptr or None, filter_ptr or None,
-        output_ptr or None, stream or None, error, ctypes.sizeof(error))
-    self._check(status, error)
+    self._call(self.lib.dwop_forward_cuda, ctypes.byref(problem),
+               input_ptr or None, filter_ptr or None, output_ptr or None,
+               stream or None)
 
   def input_grad_cuda(self, dtype, input_sizes, filter_shape,
                       out_backprop_shape, strides, padding, filter_ptr,
@@ -400,8 +395,6 @@ class Library:
     problem = self.problem(dtype, input_sizes, filter_shape,
                            out_backprop_shape, strides, padding, data_format,
                            dilations)
-    error = ctypes.create_string_buffer(1024)
-    status = self.lib.dwop_input_grad_cuda(
-        ctypes.byref(problem), filter_ptr or None, out_backprop_ptr or None,
-        in_backprop_ptr or None, stream or None, error, ctypes.sizeof(error))
-    self._check(status, error)
+    self._call(self.lib.dwop_input_grad_cuda, ctypes.byref(problem),
+               filter_ptr or None, out_backprop_ptr or None,
+               in_backprop_ptr or None, stream or None)

@@ -141,26 +141,29 @@ def check(case, got, want, tf_result, tf_path, tol, what):
                          f"TensorFlow ({tf_path}) {what} vs the oracle")
 
 
+def check_op(case, a, b, oracle, dwop_op, tf_op, op, what):
+  """One op on inputs a and b: dwop and TensorFlow vs the oracle, within
+  tolerance.conv_atol(op); returns TensorFlow's path."""
+  want = oracle(case, a, b)
+  got = dwop_op(case, a, b)
+  tf_result, path = tf_op(case, a, b)
+  tol = tolerance.conv_atol(op, case.dtype, a, b, case.filter)
+  check(case, got, want, tf_result, path, tol, what)
+  return path
+
+
 def check_forward(case, seed=0):
   x, _ = case.random_inputs(seed)
   w = random_filter(case, seed + 1)
-  want = oracle_forward(case, x, w)
-  got = dwop_forward(case, x, w)
-  tf_result, path = tf_forward(case, x, w)
-  tol = tolerance.conv_atol("forward", case.dtype, x, w, case.filter)
-  check(case, got, want, tf_result, path, tol, "forward")
-  return path
+  return check_op(case, x, w, oracle_forward, dwop_forward, tf_forward,
+                  "forward", "forward")
 
 
 def check_input_grad(case, seed=0):
   _, dy = case.random_inputs(seed)
   w = random_filter(case, seed + 1)
-  want = oracle_input_grad(case, w, dy)
-  got = dwop_input_grad(case, w, dy)
-  tf_result, path = tf_input_grad(case, w, dy)
-  tol = tolerance.conv_atol("input_grad", case.dtype, w, dy, case.filter)
-  check(case, got, want, tf_result, path, tol, "input gradient")
-  return path
+  return check_op(case, w, dy, oracle_input_grad, dwop_input_grad,
+                  tf_input_grad, "input_grad", "input gradient")
 
 
 class ForwardTest(parameterized.TestCase):

@@ -257,20 +257,20 @@ class PipRoutesTest(absltest.TestCase):
     self.assertEqual(library, os.path.join(package_dir, "_dwop_ops.so"))
     self.assertTrue(os.path.isfile(library))
 
+  def site_dir(self, route):
+    """Where `route`'s prefix under self.tmp installs the dwop package."""
+    return os.path.join(self.tmp, route, "lib",
+                        f"python{sys.version_info[0]}.{sys.version_info[1]}",
+                        "site-packages", "dwop")
+
   def test_install(self):
-    site_dir = os.path.join(self.tmp, "install", "lib",
-                            f"python{sys.version_info[0]}."
-                            f"{sys.version_info[1]}", "site-packages", "dwop")
-    self.assertWorks("install", site_dir)
+    self.assertWorks("install", self.site_dir("install"))
 
   def test_editable_install_loads_the_library_from_the_source_tree(self):
     self.assertWorks("editable", os.path.join(self.src, "dwop"))
 
   def test_wheel_installs_elsewhere(self):
-    site_dir = os.path.join(self.tmp, "wheel", "lib",
-                            f"python{sys.version_info[0]}."
-                            f"{sys.version_info[1]}", "site-packages", "dwop")
-    self.assertWorks("wheel", site_dir)
+    self.assertWorks("wheel", self.site_dir("wheel"))
 
   def test_python_m_dwop_reports_the_build(self):
     check, _ = self.results["wheel"]

@@ -46,8 +46,17 @@ absl::Status CheckSizesShape(InferenceContext* c, int index,
                      : absl::InvalidArgumentError(status.message());
 }
 
-absl::Status CheckFilterSizesShape(InferenceContext* c) {
-  return CheckSizesShape(c, 1, ::dwop::OpKind::kFilterGrad);
+// The shape function of the two gradients, like TensorFlow's: the output's
+// shape is the value of input `index` (input_sizes or filter_sizes), exact
+// when it is constant, rank 4 with unknown dimensions otherwise.
+absl::Status SizesOutputShape(InferenceContext* c, int index,
+                              ::dwop::OpKind op) {
+  TF_RETURN_IF_ERROR(CheckSizesShape(c, index, op));
+  ShapeHandle shape;
+  TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(index, &shape));
+  TF_RETURN_IF_ERROR(c->WithRank(shape, 4, &shape));
+  c->set_output(0, shape);
+  return absl::OkStatus();
 }
 
 // The forward's output shape, computed by ComputeForwardGeometry (the one
@@ -162,14 +171,7 @@ REGISTER_OP("Dwop>DepthwiseConv2dBackpropInput")
     .Attr("data_format: {'NHWC', 'NCHW'} = 'NHWC'")
     .Attr("dilations: list(int) = [1, 1, 1, 1]")
     .SetShapeFn([](InferenceContext* c) {
-      // Like TensorFlow's: the exact shape when input_sizes is constant,
-      // rank 4 with unknown dimensions otherwise.
-      TF_RETURN_IF_ERROR(CheckSizesShape(c, 0, ::dwop::OpKind::kInputGrad));
-      ShapeHandle input_shape;
-      TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(0, &input_shape));
-      TF_RETURN_IF_ERROR(c->WithRank(input_shape, 4, &input_shape));
-      c->set_output(0, input_shape);
-      return absl::OkStatus();
+      return SizesOutputShape(c, 0, ::dwop::OpKind::kInputGrad);
     })
     .Doc(R"doc(
 Computes the gradient of a depthwise 2-D convolution with respect to its input.
@@ -197,15 +199,8 @@ REGISTER_OP("Dwop>DepthwiseConv2dBackpropFilter")
     .Attr("data_format: {'NHWC', 'NCHW'} = 'NHWC'")
     .Attr("dilations: list(int) = [1, 1, 1, 1]")
     .SetShapeFn([](InferenceContext* c) {
-      // Like TensorFlow's: the exact shape when filter_sizes is constant,
-      // rank 4 with unknown dimensions otherwise. Everything else is checked
-      // once, at run time, by ComputeGeometry.
-      TF_RETURN_IF_ERROR(CheckFilterSizesShape(c));
-      ShapeHandle filter_shape;
-      TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(1, &filter_shape));
-      TF_RETURN_IF_ERROR(c->WithRank(filter_shape, 4, &filter_shape));
-      c->set_output(0, filter_shape);
-      return absl::OkStatus();
+      // Everything else is checked once, at run time, by ComputeGeometry.
+      return SizesOutputShape(c, 1, ::dwop::OpKind::kFilterGrad);
     })
     .Doc(R"doc(
 Computes the gradient of a depthwise 2-D convolution with respect to its filter.

@@ -139,6 +139,24 @@ def check_error(spec, ex, kind, message):
 # Backends.
 
 
+def _tf_attrs(spec):
+  """The TensorFlow ops' keyword attributes of `spec` (data_format only
+  where it sets one)."""
+  kwargs = dict(strides=spec["strides"], padding=spec["padding"],
+                dilations=spec["dilations"])
+  if spec["data_format"] is not None:
+    kwargs["data_format"] = spec["data_format"]
+  return kwargs
+
+
+def _check_accepted(spec, ex, out):
+  """An op accepted `spec`: it was expected to, and kept the dtype."""
+  if not ex.ok:
+    raise Mismatch(f"accepted, but expected an error ({ex.reason})")
+  if out.dtype.name != spec["dtype"]:
+    raise Mismatch(f"output dtype {out.dtype.name}")
+
+
 class TfBackend:
   """Calls dwop.depthwise_conv2d_backprop_filter, eagerly or traced, and the
   forward and the input gradient eagerly."""
@@ -185,10 +203,7 @@ class TfBackend:
     first, second = ("dtype", "dy_dtype")
     ta = self._tensor(shapes[names[0]], spec[first], a)
     tb = self._tensor(shapes[names[1]], spec[second], b)
-    kwargs = dict(strides=spec["strides"], padding=spec["padding"],
-                  dilations=spec["dilations"])
-    if spec["data_format"] is not None:
-      kwargs["data_format"] = spec["data_format"]
+    kwargs = _tf_attrs(spec)
     try:
       if op == "forward":
         out = self.forward(ta, tb, **kwargs)
@@ -198,10 +213,7 @@ class TfBackend:
     except self.allowed as e:
       check_error(spec, ex, type(e).__name__, str(e))
       return "error"
-    if not ex.ok:
-      raise Mismatch(f"accepted, but expected an error ({ex.reason})")
-    if out.dtype.name != spec["dtype"]:
-      raise Mismatch(f"output dtype {out.dtype.name}")
+    _check_accepted(spec, ex, out)
     out_shape = new_op_shapes(spec, ex)[OP_BUFFERS[op][2]]
     if out.shape.as_list() != list(out_shape):
       raise Mismatch(f"output shape {out.shape}, expected {out_shape}")
@@ -222,10 +234,7 @@ class TfBackend:
     x, dy = values(spec)
     xt = self._tensor(spec["input"], spec["dtype"], x)
     dyt = self._tensor(spec["out_backprop"], spec["dy_dtype"], dy)
-    kwargs = dict(strides=spec["strides"], padding=spec["padding"],
-                  dilations=spec["dilations"])
-    if spec["data_format"] is not None:
-      kwargs["data_format"] = spec["data_format"]
+    kwargs = _tf_attrs(spec)
     try:
       if spec.get("graph") == "const":
         fn = tf.function(lambda a, b: self.op(a, self._sizes(spec), b,
@@ -242,10 +251,7 @@ class TfBackend:
     except self.allowed as e:
       check_error(spec, ex, type(e).__name__, str(e))
       return "error"
-    if not ex.ok:
-      raise Mismatch(f"accepted, but expected an error ({ex.reason})")
-    if out.dtype.name != spec["dtype"]:
-      raise Mismatch(f"output dtype {out.dtype.name}")
+    _check_accepted(spec, ex, out)
     if out.shape.as_list() != list(spec["filter_sizes"]):
       raise Mismatch(f"output shape {out.shape}")
     if _elements(spec["filter_sizes"]) == 0:

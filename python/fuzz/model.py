@@ -433,6 +433,12 @@ def expect(spec, backend):
                  lambda: geometry.append(_geometry_stage(spec, attrs[0]))))
   if backend == "cabi":
     stages.append(("buffers", lambda: _buffer_stage(spec)))
+  return _run_stages(stages, geometry)
+
+
+def _run_stages(stages, geometry):
+  """Runs (name, stage) in order: the first _Fault is the verdict, else valid
+  with the geometry the geometry stage appended."""
   for name, stage in stages:
     try:
       stage()
@@ -458,12 +464,7 @@ def _expect_new(spec, backend, op):
   if backend == "cabi":
     stages.append(("buffers",
                    lambda: _buffer_stage_new(spec, op, geometry[0])))
-  for name, stage in stages:
-    try:
-      stage()
-    except _Fault as f:
-      return Expect(False, f.keywords, f.reason, stage=name)
-  return Expect(True, geometry=geometry[0], stage="ok")
+  return _run_stages(stages, geometry)
 
 
 def _python_stage_new(spec, op):
