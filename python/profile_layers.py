@@ -1,13 +1,25 @@
 """Per-layer timing: dwop's three depthwise ops vs TensorFlow's, float32 NHWC.
 
-  PYTHONPATH=.:python python python/profile_layers.py [--set mnv2,replk] [--reps 7]
-Run once with TF_ENABLE_ONEDNN_OPTS=0 and once with the default for both TF kernels.
+    PYTHONPATH=.:python python python/profile_layers.py [--set mnv2,replk]
+        [--only NAME,...] [--which dwop,tf] [--reps 7] [--threads 2]
+        [--batch 16] [--json PATH]
+
+The depthwise layers of MobileNetV2 and of the RepLKNet-style stack of
+python/bench_e2e.py at 128x128 input, timed one op at a time in tf.function
+(medians, implementations interleaved). TensorFlow reads
+TF_ENABLE_ONEDNN_OPTS at start-up: run once with the default (oneDNN) and
+once with TF_ENABLE_ONEDNN_OPTS=0 and `--which tf` for both of its kernels.
 """
-import argparse, os, time, json
+
+import argparse
+import json
+import time
+
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import gen_nn_ops
 
-# (name, H=W in, C, K, stride, padding)
+# (name, input rows = cols, channels, filter size, stride, padding)
 MNV2 = [("mnv2 3x3s1 64 C32", 64, 32, 3, 1, "SAME"),
         ("mnv2 3x3s2 65 C96", 65, 96, 3, 2, "VALID"),
         ("mnv2 3x3s1 32 C144", 32, 144, 3, 1, "SAME"),
@@ -26,64 +38,85 @@ REPLK = [("rlk 3x3s2 64 C64", 64, 64, 3, 2, "SAME"),
          ("rlk 27x27 8 C256", 8, 256, 27, 1, "SAME"),
          ("rlk 3x3s2 8 C512", 8, 512, 3, 2, "SAME"),
          ("rlk 13x13 4 C512", 4, 512, 13, 1, "SAME")]
+SETS = {"mnv2": MNV2, "replk": REPLK}
+OPS = ("fwd", "bwi", "bwf")  # forward, input gradient, filter gradient
+
+
+def op_functions(ops, x, w, dy, attrs):
+  """The three ops of one implementation (`ops` has the raw op functions)."""
+  x_sizes = tf.constant(x.shape.as_list())
+  w_sizes = tf.constant(w.shape.as_list())
+  forward, input_grad, filter_grad = ops
+  return (tf.function(lambda: forward(x, w, **attrs)),
+          tf.function(lambda: input_grad(x_sizes, w, dy, **attrs)),
+          tf.function(lambda: filter_grad(x, w_sizes, dy, **attrs)))
+
+
+def profile(layer, implementations, batch, reps):
+  """Median milliseconds of each (implementation, op) on one layer."""
+  _, size, channels, k, stride, padding = layer
+  rng = np.random.default_rng(0)
+  x = tf.constant(rng.standard_normal((batch, size, size, channels),
+                                      np.float32))
+  w = tf.constant(rng.standard_normal((k, k, channels, 1), np.float32))
+  attrs = dict(strides=[1, stride, stride, 1], padding=padding)
+  y = gen_nn_ops.depthwise_conv2d_native(x, w, **attrs)
+  dy = tf.constant(rng.standard_normal(y.shape, np.float32))
+  fns = {name: op_functions(ops, x, w, dy, attrs)
+         for name, ops in implementations.items()}
+  for functions in fns.values():  # trace and warm up
+    for f in functions:
+      f()
+  times = {(name, op): [] for name in fns for op in OPS}
+  for _ in range(reps):
+    for name, functions in fns.items():
+      for op, f in zip(OPS, functions):
+        start = time.perf_counter()
+        f().numpy()
+        times[(name, op)].append(time.perf_counter() - start)
+  return {f"{name}_{op}": 1e3 * float(np.median(t))
+          for (name, op), t in times.items()}
 
 
 def main():
-  ap = argparse.ArgumentParser()
-  ap.add_argument("--set", default="mnv2,replk")
-  ap.add_argument("--reps", type=int, default=7)
-  ap.add_argument("--threads", type=int, default=2)
-  ap.add_argument("--batch", type=int, default=16)
-  ap.add_argument("--which", default="dwop,tf")
-  ap.add_argument("--json", default="")
-  ap.add_argument("--only", default="", help="comma-separated substrings of layer names")
-  a = ap.parse_args()
-  tf.config.threading.set_intra_op_parallelism_threads(a.threads)
-  tf.config.threading.set_inter_op_parallelism_threads(a.threads)
-  import dwop
-  lib = dwop._loader.load()
-  from tensorflow.python.ops import gen_nn_ops as g
-  shapes = []
-  if "mnv2" in a.set: shapes += MNV2
-  if "replk" in a.set: shapes += REPLK
-  if a.only:
-    shapes = [sh for sh in shapes if any(o in sh[0] for o in a.only.split(","))]
-  which = a.which.split(",")
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--set", default="mnv2,replk")
+  parser.add_argument("--reps", type=int, default=7)
+  parser.add_argument("--threads", type=int, default=2)
+  parser.add_argument("--batch", type=int, default=16)
+  parser.add_argument("--which", default="dwop,tf")
+  parser.add_argument("--json", default="")
+  parser.add_argument("--only", default="",
+                      help="comma-separated substrings of layer names")
+  args = parser.parse_args()
+  tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+  tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+  from dwop import _loader  # pylint: disable=g-import-not-at-top
+  lib = _loader.load()  # the generated op module
+  implementations = {
+      "dwop": (lib.dwop_depthwise_conv2d_native,
+               lib.dwop_depthwise_conv2d_backprop_input,
+               lib.dwop_depthwise_conv2d_backprop_filter),
+      "tf": (gen_nn_ops.depthwise_conv2d_native,
+             gen_nn_ops.depthwise_conv2d_native_backprop_input,
+             gen_nn_ops.depthwise_conv2d_native_backprop_filter)}
+  implementations = {name: ops for name, ops in implementations.items()
+                     if name in args.which.split(",")}
+  layers = [layer for name in args.set.split(",") for layer in SETS[name]]
+  if args.only:
+    layers = [layer for layer in layers
+              if any(o in layer[0] for o in args.only.split(","))]
   rows = []
-  for name, H, C, K, s, pad in shapes:
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.standard_normal((a.batch, H, H, C), np.float32))
-    w = tf.constant(rng.standard_normal((K, K, C, 1), np.float32))
-    attrs = dict(strides=[1, s, s, 1], padding=pad)
-    y = g.depthwise_conv2d_native(x, w, **attrs)
-    dy = tf.constant(rng.standard_normal(y.shape, np.float32))
-    xs, ws = tf.constant(x.shape.as_list()), tf.constant(w.shape.as_list())
-    fns = {}
-    if "dwop" in which:
-      fns["dwop"] = (tf.function(lambda: lib.dwop_depthwise_conv2d_native(x, w, **attrs)),
-                     tf.function(lambda: lib.dwop_depthwise_conv2d_backprop_input(xs, w, dy, **attrs)),
-                     tf.function(lambda: lib.dwop_depthwise_conv2d_backprop_filter(x, ws, dy, **attrs)))
-    if "tf" in which:
-      fns["tf"] = (tf.function(lambda: g.depthwise_conv2d_native(x, w, **attrs)),
-                   tf.function(lambda: g.depthwise_conv2d_native_backprop_input(xs, w, dy, **attrs)),
-                   tf.function(lambda: g.depthwise_conv2d_native_backprop_filter(x, ws, dy, **attrs)))
-    res = {}
-    for k, fs in fns.items():
-      for f in fs: f()
-    times = {(k, i): [] for k in fns for i in range(3)}
-    for _ in range(a.reps):
-      for k, fs in fns.items():
-        for i, f in enumerate(fs):
-          t = time.perf_counter(); f().numpy(); times[(k, i)].append(time.perf_counter() - t)
-    oh = y.shape[1]
-    taps = K * K  # approx (ignores border)
-    row = {"name": name}
-    for (k, i), v in times.items():
-      row[f"{k}_{'fwd bwi bwf'.split()[i]}"] = 1e3 * float(np.median(v))
+  for layer in layers:
+    row = {"name": layer[0],
+           **profile(layer, implementations, args.batch, args.reps)}
     rows.append(row)
-    print(name, " ".join(f"{kk}={vv:.3f}" for kk, vv in row.items() if kk != "name"), flush=True)
-  if a.json:
-    json.dump(rows, open(a.json, "w"), indent=1)
+    print(layer[0], " ".join(f"{k}={v:.3f}" for k, v in row.items()
+                             if k != "name"), flush=True)
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(rows, f, indent=1)
+
 
 if __name__ == "__main__":
   main()
