@@ -181,14 +181,13 @@ print-flags:
 	@echo "cuda:      $(NVCC) $(CUDA_CXXFLAGS)"
 	@grep SOURCE_COPTS $(FLAGS_MK)
 
-# --- Lint: clang-format (.clang-format) and ruff (pyproject.toml), both
-# pinned in requirements.txt. Until the tree is formatted as a whole, only the
-# files listed here, clean today, are checked (ruff: python, tests and tools;
-# dwop/ not yet).
-LINT_CC := cc/kernels/cpu/filter_grad_avx2.cc tests/sanitize/replay.cc \
-           tests/sanitize/cases.h cc/c_api/dwop_c_cuda.cc cc/c_api/internal.h \
-           tools/tf_include_probe.cc
-LINT_PY := python tests tools
+# --- Lint: clang-format (.clang-format, Google style as TensorFlow) over all
+# C++ and ruff (pyproject.toml) over all Python, both pinned in
+# requirements.txt.
+LINT_CC := $(wildcard cc/*/*.cc cc/*/*.h cc/kernels/*/*.cc cc/kernels/*/*.h \
+                      cc/kernels/*/*.inc tests/sanitize/*.cc \
+                      tests/sanitize/*.h tools/*.cc)
+LINT_PY := dwop python tests tools setup.py
 # LINT_BIN and LINT_DEPS: lint tools installed elsewhere, e.g.
 # `make lint LINT_BIN=$$HOME/lintvenv/bin LINT_DEPS=`.
 LINT_BIN ?= $(VENV)/bin
