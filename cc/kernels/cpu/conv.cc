@@ -26,6 +26,7 @@ struct ConvPlanStorage {
   std::vector<int64_t> row_tap_first, band_src_rows, band_first;
   std::vector<ColPhase> phases;
   std::vector<int64_t> tap_lo, tap_hi;
+  std::vector<ColGroup> col_groups;
 };
 
 namespace {
@@ -206,6 +207,59 @@ void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
   }
 }
 
+// How many columns from q of a phase go into one register block: max_block,
+// half that, ... down to 4 when the taps they share are at least half of
+// their taps (their valid ranges are monotone in q, so the ends bound the
+// common range), else 1.
+int64_t GroupWidth(const ConvPlanStorage& s, const ColPhase& ph, int64_t q,
+                   int64_t max_block) {
+  const bool wide = s.plan.filter_cols > s.plan.src_cols;
+  for (int64_t width = max_block; width >= 4; width /= 2) {
+    if (q + width > ph.count) continue;
+    const int64_t first = ph.dst_begin + q * ph.dst_step;
+    const int64_t last = first + (width - 1) * ph.dst_step;
+    const int64_t lo = std::max(s.tap_lo[first], s.tap_lo[last]);
+    const int64_t hi = std::min(s.tap_hi[first], s.tap_hi[last]);
+    if (hi <= lo) continue;
+    const int64_t total = (s.tap_hi[first] - s.tap_lo[first]) +
+                          (s.tap_hi[last] - s.tap_lo[last]);
+    // Common >= half of the taps (on average); >= 3/4 for a filter wider
+    // than the map where single columns share their src loads
+    // (ColumnDiagonal: measured faster there, slower for 13x13 on 16x16).
+    if (wide && ph.tap_src_step == ph.src_step ? 8 * (hi - lo) >= 3 * total
+                                               : 4 * (hi - lo) >= total) {
+      return width;
+    }
+  }
+  return 1;
+}
+
+// The column schedule of every row (ConvPlan::col_groups): register blocks
+// of up to max_block columns, then the single columns.
+void MakeColGroups(int64_t max_block, ConvPlanStorage* s) {
+  s->col_groups.clear();
+  std::vector<ColGroup> singles;
+  for (int64_t pi = 0; pi < static_cast<int64_t>(s->phases.size()); ++pi) {
+    const ColPhase& ph = s->phases[pi];
+    for (int64_t q = 0; q < ph.count;) {
+      const int64_t width = GroupWidth(*s, ph, q, max_block);
+      const int64_t first = ph.dst_begin + q * ph.dst_step;
+      if (width == 1) {
+        singles.push_back({pi, q, 1, s->tap_lo[first], s->tap_hi[first]});
+      } else {
+        const int64_t last = first + (width - 1) * ph.dst_step;
+        s->col_groups.push_back({pi, q, width,
+                                 std::max(s->tap_lo[first], s->tap_lo[last]),
+                                 std::min(s->tap_hi[first], s->tap_hi[last])});
+      }
+      q += width;
+    }
+  }
+  s->plan.num_blocks_groups = static_cast<int64_t>(s->col_groups.size());
+  s->col_groups.insert(s->col_groups.end(), singles.begin(), singles.end());
+  s->plan.num_col_groups = static_cast<int64_t>(s->col_groups.size());
+}
+
 // Per-thread scratch of a group of `group` blocks and `slots` staged slots.
 void SizeScratch(ConvPlan& p, int64_t slots) {
   const int64_t L = p.lanes;
@@ -267,6 +321,7 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
              p.src_depth * AccumulatorSize(dtype) % 1024 != 0;
   MakeRowTaps(g, input_grad, s);
   MakePhases(g, input_grad, s);
+  MakeColGroups(8, s);  // (16 measured slower on AVX-512: more edge blocks)
   for (int64_t r = 0; r < p.dst_rows; ++r) {
     p.max_row_taps = std::max(p.max_row_taps,
                               s->row_tap_first[r + 1] - s->row_tap_first[r]);
@@ -341,6 +396,7 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   p.num_phases = static_cast<int64_t>(s->phases.size());
   p.tap_lo = s->tap_lo.data();
   p.tap_hi = s->tap_hi.data();
+  p.col_groups = s->col_groups.data();
 }
 
 // Packs channel blocks [begin, end) of the filter (ConvPlan::filter).

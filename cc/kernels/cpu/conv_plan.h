@@ -44,6 +44,15 @@ struct ColPhase {
   int64_t filter_begin, filter_step;
 };
 
+// A run of dst columns of one phase computed together: `width` columns
+// q .. q + width - 1 sharing the taps [lo, hi) in a register block (width >
+// 1; each column's other taps added on), or one column (width 1) with its
+// own taps [lo, hi). Depends on the geometry only: the planner lists them
+// once for every row.
+struct ColGroup {
+  int64_t phase, q, width, lo, hi;
+};
+
 struct ConvPlan {
   bool input_grad = false;  // else forward
   DType dtype = DType::kFloat;
@@ -84,6 +93,11 @@ struct ConvPlan {
   int64_t num_phases = 0;
   const int64_t* tap_lo = nullptr;  // [dst_cols]
   const int64_t* tap_hi = nullptr;  // [dst_cols]
+  // The register blocks of every row (widths 8 or 4), then the
+  // single columns.
+  const ColGroup* col_groups = nullptr;
+  int64_t num_blocks_groups = 0;  // col_groups[0 .. num_blocks_groups)
+  int64_t num_col_groups = 0;
 
   // The filter, packed into the workspace as accumulator-typed vectors,
   // one channel block after another (so that a block's taps are contiguous
