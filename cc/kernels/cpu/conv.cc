@@ -118,11 +118,11 @@ void MakeBands(ConvPlanStorage* s) {
         s->band_src_rows.end());
     for (int64_t i = s->row_tap_first[r0]; i < s->row_tap_first[r1]; ++i) {
       RowTap& tap = s->row_taps[i];
-      const int64_t index =
-          std::lower_bound(s->band_src_rows.begin() + first,
-                           s->band_src_rows.end(), tap.slot) -
-          (s->band_src_rows.begin() + first);
-      const int64_t m = p.input_grad ? tap.slice / (p.num_slices / p.multiplier) : 0;
+      const int64_t index = std::lower_bound(s->band_src_rows.begin() + first,
+                                             s->band_src_rows.end(), tap.slot) -
+                            (s->band_src_rows.begin() + first);
+      const int64_t m =
+          p.input_grad ? tap.slice / (p.num_slices / p.multiplier) : 0;
       tap.slot = index * per_row + m;
     }
     s->band_first.push_back(static_cast<int64_t>(s->band_src_rows.size()));
@@ -190,8 +190,14 @@ void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
   const int64_t gcd = Gcd(g.stride_cols, g.dilation_cols);
   const int64_t phases = std::min(g.stride_cols, g.in_cols);
   for (int64_t rho = 0; rho < phases; ++rho) {
-    ColPhase ph{rho, g.stride_cols, CeilDiv(g.in_cols - rho, g.stride_cols),
-                0, 1, -(g.dilation_cols / gcd), 0, g.stride_cols / gcd};
+    ColPhase ph{rho,
+                g.stride_cols,
+                CeilDiv(g.in_cols - rho, g.stride_cols),
+                0,
+                1,
+                -(g.dilation_cols / gcd),
+                0,
+                g.stride_cols / gcd};
     int64_t taps = 0;
     for (int64_t kw = 0; kw < g.filter_cols; ++kw) {
       if (valid[kw].begin >= valid[kw].end) continue;
@@ -221,8 +227,8 @@ int64_t GroupWidth(const ConvPlanStorage& s, const ColPhase& ph, int64_t q,
     const int64_t lo = std::max(s.tap_lo[first], s.tap_lo[last]);
     const int64_t hi = std::min(s.tap_hi[first], s.tap_hi[last]);
     if (hi <= lo) continue;
-    const int64_t total = (s.tap_hi[first] - s.tap_lo[first]) +
-                          (s.tap_hi[last] - s.tap_lo[last]);
+    const int64_t total =
+        (s.tap_hi[first] - s.tap_lo[first]) + (s.tap_hi[last] - s.tap_lo[last]);
     // Common >= half of the taps (on average); >= 3/4 for a filter wider
     // than the map where single columns share their src loads
     // (ColumnDiagonal: measured faster there, slower for 13x13 on 16x16).
@@ -297,10 +303,12 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   p.filter_cols = g.filter_cols;
   if (!input_grad) {
     p.src_rows = g.in_rows, p.src_cols = g.in_cols, p.src_depth = g.in_depth;
-    p.dst_rows = g.out_rows, p.dst_cols = g.out_cols, p.dst_depth = g.out_depth();
+    p.dst_rows = g.out_rows, p.dst_cols = g.out_cols,
+    p.dst_depth = g.out_depth();
     p.num_slices = g.filter_rows;
   } else {
-    p.src_rows = g.out_rows, p.src_cols = g.out_cols, p.src_depth = g.out_depth();
+    p.src_rows = g.out_rows, p.src_cols = g.out_cols,
+    p.src_depth = g.out_depth();
     p.dst_rows = g.in_rows, p.dst_cols = g.in_cols, p.dst_depth = g.in_depth;
     p.num_slices = g.filter_rows * g.depth_multiplier;
   }
@@ -323,8 +331,8 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   MakePhases(g, input_grad, s);
   MakeColGroups(8, s);  // (16 measured slower on AVX-512: more edge blocks)
   for (int64_t r = 0; r < p.dst_rows; ++r) {
-    p.max_row_taps = std::max(p.max_row_taps,
-                              s->row_tap_first[r + 1] - s->row_tap_first[r]);
+    p.max_row_taps =
+        std::max(p.max_row_taps, s->row_tap_first[r + 1] - s->row_tap_first[r]);
   }
   double row_taps = static_cast<double>(s->row_taps.size());
   double col_taps = 0;
@@ -340,9 +348,9 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   const double filter_span = std::min(
       static_cast<double>(g.filter_rows) * static_cast<double>(g.dilation_rows),
       static_cast<double>(p.src_rows));
-  const int64_t span = std::min(
-      p.dst_rows, CeilDiv(static_cast<int64_t>(filter_span),
-                          input_grad ? 1 : g.stride_rows));
+  const int64_t span =
+      std::min(p.dst_rows, CeilDiv(static_cast<int64_t>(filter_span),
+                                   input_grad ? 1 : g.stride_rows));
   p.group_blocks = p.num_blocks;
   p.band_rows = std::min(p.dst_rows, std::max(kMinBandRows, 2 * span));
   const int64_t min_group = std::min<int64_t>(4, p.num_blocks);
@@ -362,7 +370,8 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   // Enough chunks for the threads: narrower groups first (free), then
   // shorter bands (which stage shared rows twice).
   const int64_t target = std::max<int64_t>(
-      1, std::min<int64_t>(kTargetChunks, SaturatingInt64(p.work / kMinChunkWork)));
+      1, std::min<int64_t>(kTargetChunks,
+                           SaturatingInt64(p.work / kMinChunkWork)));
   auto chunks = [&] {
     return g.batch * CeilDiv(p.dst_rows, p.band_rows) *
            CeilDiv(p.num_blocks, p.group_blocks);
@@ -434,8 +443,8 @@ constexpr IsaChunk kIsaChunks[] = {
     {&generic::RunConvChunk}, {&avx2::RunConvChunk}, {&avx512::RunConvChunk}};
 
 Status RunConv(const ConvPlanStorage& storage, const Geometry& g,
-               const void* src, const void* filter, void* dst,
-               void* workspace, const ParallelFor& parallel_for) {
+               const void* src, const void* filter, void* dst, void* workspace,
+               const ParallelFor& parallel_for) {
   ConvPlan plan = storage.plan;
   plan.src = src;
   plan.dst = dst;
@@ -450,18 +459,18 @@ Status RunConv(const ConvPlanStorage& storage, const Geometry& g,
   });
   const auto run_chunk = kIsaChunks[static_cast<int>(storage.isa)].run;
   std::atomic<bool> out_of_memory{false};
-  parallel_for(plan.num_chunks(),
-               SaturatingInt64(plan.work / plan.num_chunks()) + 1000,
-               [&](int64_t begin, int64_t end) {
-                 // (At least a line: a fresh thread's empty buffer is null.)
-                 void* scratch =
-                     ThreadScratch(std::max<int64_t>(plan.scratch_bytes, kScratchAlign));
-                 if (scratch == nullptr) {
-                   out_of_memory = true;
-                   return;
-                 }
-                 for (int64_t c = begin; c < end; ++c) run_chunk(plan, c, scratch);
-               });
+  parallel_for(
+      plan.num_chunks(), SaturatingInt64(plan.work / plan.num_chunks()) + 1000,
+      [&](int64_t begin, int64_t end) {
+        // (At least a line: a fresh thread's empty buffer is null.)
+        void* scratch =
+            ThreadScratch(std::max<int64_t>(plan.scratch_bytes, kScratchAlign));
+        if (scratch == nullptr) {
+          out_of_memory = true;
+          return;
+        }
+        for (int64_t c = begin; c < end; ++c) run_chunk(plan, c, scratch);
+      });
   if (out_of_memory) {
     return Status::ResourceExhausted("could not allocate " +
                                      std::to_string(plan.scratch_bytes) +

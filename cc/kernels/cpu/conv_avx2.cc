@@ -15,9 +15,10 @@ namespace cpu {
 namespace avx2 {
 namespace {
 
+// This level's SIMD traits, then the kernel bodies built on them.
 #include "cc/kernels/cpu/simd.inc"
 #include "cc/kernels/cpu/simd_avx2.inc"
-
+// The forward and input-gradient kernels.
 #include "cc/kernels/cpu/conv.inc"
 
 }  // namespace

@@ -19,9 +19,10 @@ namespace cpu {
 namespace avx512 {
 namespace {
 
+// This level's SIMD traits, then the kernel bodies built on them.
 #include "cc/kernels/cpu/simd.inc"
 #include "cc/kernels/cpu/simd_avx512.inc"
-
+// The forward and input-gradient kernels.
 #include "cc/kernels/cpu/conv.inc"
 
 }  // namespace

@@ -5,18 +5,19 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cc/kernels/common/float16.h"
 #include "cc/kernels/cpu/conv_plan.h"
 #include "cc/kernels/cpu/plan.h"
-#include "cc/kernels/common/float16.h"
 
 namespace dwop {
 namespace cpu {
 namespace generic {
 namespace {
 
+// This level's SIMD traits, then the kernel bodies built on them.
 #include "cc/kernels/cpu/simd.inc"
 #include "cc/kernels/cpu/simd_generic.inc"
-
+// The forward and input-gradient kernels.
 #include "cc/kernels/cpu/conv.inc"
 
 }  // namespace

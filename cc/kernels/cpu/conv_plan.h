@@ -110,8 +110,8 @@ struct ConvPlan {
 
   // Per-thread scratch (bytes, 64-byte aligned): the staged slots, the
   // staging buffer of a multiplier's expansion, the NCHW output row.
-  int64_t slot_stride = 0;   // elements of one staged slot (group x src row)
-  int64_t expand_elems = 0;  // elements of the expansion buffer
+  int64_t slot_stride = 0;    // elements of one staged slot (group x src row)
+  int64_t expand_elems = 0;   // elements of the expansion buffer
   int64_t out_row_elems = 0;  // elements of the NCHW output row
   int64_t scratch_bytes = 0;
   double work = 0;  // vector FMAs of the whole problem
