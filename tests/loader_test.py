@@ -6,6 +6,7 @@ generated op's attribute checks."""
 import inspect
 import os
 import re
+import shlex
 import sys
 import tempfile
 import types
@@ -121,9 +122,13 @@ class LoaderTest(absltest.TestCase):
     self.assertIn(f"supports TensorFlow {_loader.SUPPORTED_TENSORFLOW}",
                   message)
     self.assertIn(f"tensorflow=={_loader.SUPPORTED_TENSORFLOW}", message)
+    # The tree is named when the package lives in one (a checkout, an
+    # editable install); Bazel's runfiles are not one.
+    tree = (shlex.quote(_loader.source_tree()) if _loader.source_tree()
+            else "<path to the dwop source tree>")
     self.assertIn(f"{sys.executable} -m pip install 'setuptools>=77' wheel "
                   f"&& {sys.executable} -m pip install --no-build-isolation "
-                  f"--force-reinstall --no-deps {testing.ROOT}", message)
+                  f"--force-reinstall --no-deps {tree}", message)
 
   def test_missing_library(self):
     with tempfile.TemporaryDirectory() as tmp:
