@@ -352,6 +352,15 @@ class CabiBackend:
   def _message(self):
     return self.error.value.decode(errors="replace")
 
+  def _full_message(self, call):
+    """The error message of a refused call, run again with a full buffer
+    where the case's own (a mutation) was too small to hold it."""
+    if self.err_size >= 1024:
+      return self._message()
+    error = ctypes.create_string_buffer(1024)
+    call(error, ctypes.sizeof(error))
+    return error.value.decode(errors="replace")
+
   def _check_refusal(self, spec, ex, status):
     msg = self._message()
     if status != self.STATUS_INVALID:
@@ -474,7 +483,9 @@ class CabiBackend:
       # device's shared memory); the op's own choice only one beyond the
       # CUDA kernels' 32-bit indexing limit (cuda_plan.h). Never an empty one.
       if status == self.STATUS_INVALID and not empty and (
-          name != "auto" or "with 32-bit integers" in self._message()):
+          name != "auto" or "with 32-bit integers" in self._full_message(
+              lambda e, n, p=path: self.f.dwop_filter_grad_cuda_emulated(
+                  self.pref, xp, dp, op, p, sm_count, smem, e, n))):
         continue
       if status != 0:
         raise Mismatch(f"{who} failed: {self._message()}")

@@ -213,15 +213,15 @@ void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
   }
 }
 
-// How many columns from q of a phase go into one register block: max_block,
-// half that, ... down to 4 when the taps they share are at least half of
-// their taps (their valid ranges are monotone in q, so the ends bound the
-// common range), else 1.
+// How many columns from q (up to `end`) of a phase go into one register
+// block: max_block, half that, ... down to 4 when the taps they share are at
+// least half of their taps (their valid ranges are monotone in q, so the
+// ends bound the common range), else 1.
 int64_t GroupWidth(const ConvPlanStorage& s, const ColPhase& ph, int64_t q,
-                   int64_t max_block) {
+                   int64_t end, int64_t max_block) {
   const bool wide = s.plan.filter_cols > s.plan.src_cols;
   for (int64_t width = max_block; width >= 4; width /= 2) {
-    if (q + width > ph.count) continue;
+    if (q + width > end) continue;
     const int64_t first = ph.dst_begin + q * ph.dst_step;
     const int64_t last = first + (width - 1) * ph.dst_step;
     const int64_t lo = std::max(s.tap_lo[first], s.tap_lo[last]);
@@ -240,23 +240,66 @@ int64_t GroupWidth(const ConvPlanStorage& s, const ColPhase& ph, int64_t q,
   return 1;
 }
 
+// How many columns from q of a phase have the same valid taps as q's.
+int64_t ExactRun(const ConvPlanStorage& s, const ColPhase& ph, int64_t q) {
+  const int64_t col = ph.dst_begin + q * ph.dst_step;
+  int64_t run = 1;
+  while (q + run < ph.count) {
+    const int64_t next = col + run * ph.dst_step;
+    if (s.tap_lo[next] != s.tap_lo[col] || s.tap_hi[next] != s.tap_hi[col]) {
+      break;
+    }
+    ++run;
+  }
+  return run;
+}
+
 // The column schedule of every row (ConvPlan::col_groups): register blocks
-// of up to max_block columns, then the single columns.
+// of up to max_block columns, then the single columns. Columns with the same
+// taps (the interior of a map wider than the filter) go in blocks of their
+// own, which need no extra taps column by column; the others in blocks
+// whose columns share most of their taps (GroupWidth), which stop where
+// such a run of max_block columns starts (so that a narrow edge goes
+// singly, with several channel blocks at once), or singly.
 void MakeColGroups(int64_t max_block, ConvPlanStorage* s) {
   s->col_groups.clear();
   std::vector<ColGroup> singles;
   for (int64_t pi = 0; pi < static_cast<int64_t>(s->phases.size()); ++pi) {
     const ColPhase& ph = s->phases[pi];
+    // Where the next run of max_block columns with the same taps (some)
+    // starts.
+    int64_t run_start = 0, run = 0;
+    auto next_run = [&](int64_t from) {
+      for (run_start = from; run_start < ph.count; run_start += run) {
+        run = ExactRun(*s, ph, run_start);
+        const int64_t col = ph.dst_begin + run_start * ph.dst_step;
+        if (run >= max_block && s->tap_hi[col] > s->tap_lo[col]) return;
+      }
+      run = 0;
+    };
+    next_run(0);
     for (int64_t q = 0; q < ph.count;) {
-      const int64_t width = GroupWidth(*s, ph, q, max_block);
       const int64_t first = ph.dst_begin + q * ph.dst_step;
+      const int64_t lo = s->tap_lo[first], hi = s->tap_hi[first];
+      if (q == run_start) {
+        // (A run's last columns go in a block that overlaps the one
+        // before: they are computed twice, alike, cheaper than singly.)
+        for (; run > 0; run -= std::min(run, max_block)) {
+          const int64_t start = q + std::min<int64_t>(0, run - max_block);
+          s->col_groups.push_back({pi, start, max_block, lo, hi});
+          q += std::min(run, max_block);
+        }
+        next_run(q);
+        continue;
+      }
+      const int64_t width = GroupWidth(*s, ph, q, run_start, max_block);
       if (width == 1) {
-        singles.push_back({pi, q, 1, s->tap_lo[first], s->tap_hi[first]});
+        singles.push_back({pi, q, 1, lo, hi});
       } else {
         const int64_t last = first + (width - 1) * ph.dst_step;
         s->col_groups.push_back({pi, q, width,
-                                 std::max(s->tap_lo[first], s->tap_lo[last]),
-                                 std::min(s->tap_hi[first], s->tap_hi[last])});
+                                 std::max(lo, s->tap_lo[last]),
+                                 std::min(hi, s->tap_hi[last])});
       }
       q += width;
     }
