@@ -82,7 +82,8 @@ def expected(op, case):
 
 
 # Filters much larger than the map (most taps read padding, no column block
-# has uniform taps) and a strided, dilated input gradient of many phases.
+# has uniform taps: diagonal blocks) and a strided, dilated input gradient of
+# many phases.
 LARGE_FILTER_CASES = [
     cases.Case(f"{name}_{layout.lower()}_{dtype}", x, f, s, p, d, layout,
                dtype)
@@ -90,6 +91,9 @@ LARGE_FILTER_CASES = [
         ("k31_on_14x14", (1, 14, 14, 20), (31, 31, 20, 1), (1, 1), "SAME",
          (1, 1)),
         ("k27_on_8x8", (2, 8, 8, 17), (27, 27, 17, 1), (1, 1), "SAME",
+         (1, 1)),
+        # Diagonal register blocks of 4 columns, the second overlapping.
+        ("k13_on_7x7", (2, 7, 7, 24), (13, 13, 24, 1), (1, 1), "SAME",
          (1, 1)),
         ("k7_s3_d2_m2", (1, 23, 25, 6), (7, 7, 6, 2), (3, 3),
          ((4, 7), (2, 9)), (2, 2)),

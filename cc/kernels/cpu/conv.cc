@@ -73,6 +73,13 @@ void MakeRowTaps(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
         s->row_taps.push_back({oh, m * g.filter_rows + kh});
       }
     }
+    // The input gradient's taps read out_backprop rows downwards: turned
+    // round, a dst row reads its src rows in increasing order, as the
+    // forward does (the newest last; measured faster).
+    if (input_grad) {
+      std::reverse(s->row_taps.begin() + s->row_tap_first.back(),
+                   s->row_taps.end());
+    }
     s->row_tap_first.push_back(static_cast<int64_t>(s->row_taps.size()));
   }
 }
@@ -254,14 +261,45 @@ int64_t ExactRun(const ConvPlanStorage& s, const ColPhase& ph, int64_t q) {
   return run;
 }
 
+// How many columns from q (up to `end`) of a phase form a diagonal run
+// (ColGroup::diagonal): the same number of taps, shifted by one from column
+// to column the way that makes them all read the same src pixels; 0 where
+// the phase's taps do not move as far as its columns.
+int64_t DiagonalRun(const ConvPlanStorage& s, const ColPhase& ph, int64_t q,
+                    int64_t end) {
+  int64_t shift;
+  if (ph.tap_src_step == ph.src_step) {
+    shift = -1;
+  } else if (ph.tap_src_step == -ph.src_step) {
+    shift = 1;
+  } else {
+    return 0;
+  }
+  const int64_t col = ph.dst_begin + q * ph.dst_step;
+  if (s.tap_hi[col] <= s.tap_lo[col]) return 0;
+  int64_t run = 1;
+  while (q + run < end) {
+    const int64_t next = col + run * ph.dst_step;
+    if (s.tap_lo[next] != s.tap_lo[col] + run * shift ||
+        s.tap_hi[next] != s.tap_hi[col] + run * shift) {
+      break;
+    }
+    ++run;
+  }
+  return run;
+}
+
 // The column schedule of every row (ConvPlan::col_groups): register blocks
 // of up to max_block columns, then the single columns. Columns with the same
 // taps (the interior of a map wider than the filter) go in blocks of their
-// own, which need no extra taps column by column; the others in blocks
-// whose columns share most of their taps (GroupWidth), which stop where
-// such a run of max_block columns starts (so that a narrow edge goes
-// singly, with several channel blocks at once), or singly.
-void MakeColGroups(int64_t max_block, ConvPlanStorage* s) {
+// own, which need no extra taps column by column; the others (edges, and
+// maps not much wider than the filter) in diagonal blocks where they read
+// the same src pixels (DiagonalRun), else in blocks whose columns share
+// most of their taps (GroupWidth), which stop where a run of max_block
+// columns with the same taps starts (so that a narrow edge goes singly,
+// with several channel blocks at once), or singly.
+void MakeColGroups(int64_t max_block, int64_t max_diagonal,
+                   ConvPlanStorage* s) {
   s->col_groups.clear();
   std::vector<ColGroup> singles;
   for (int64_t pi = 0; pi < static_cast<int64_t>(s->phases.size()); ++pi) {
@@ -292,13 +330,28 @@ void MakeColGroups(int64_t max_block, ConvPlanStorage* s) {
         next_run(q);
         continue;
       }
+      // A diagonal run: blocks of max_diagonal (or 4) columns, the last one
+      // overlapping the one before.
+      const int64_t diagonal = DiagonalRun(*s, ph, q, run_start);
+      if (diagonal >= 4) {
+        const int64_t width = diagonal >= max_diagonal ? max_diagonal : 4;
+        for (int64_t left = diagonal; left > 0;) {
+          const int64_t start = q + std::min<int64_t>(0, left - width);
+          const int64_t col = ph.dst_begin + start * ph.dst_step;
+          ColGroup group{pi, start, width, s->tap_lo[col], s->tap_hi[col]};
+          group.diagonal = true;
+          s->col_groups.push_back(group);
+          q += std::min(left, width);
+          left -= std::min(left, width);
+        }
+        continue;
+      }
       const int64_t width = GroupWidth(*s, ph, q, run_start, max_block);
       if (width == 1) {
         singles.push_back({pi, q, 1, lo, hi});
       } else {
         const int64_t last = first + (width - 1) * ph.dst_step;
-        s->col_groups.push_back({pi, q, width,
-                                 std::max(lo, s->tap_lo[last]),
+        s->col_groups.push_back({pi, q, width, std::max(lo, s->tap_lo[last]),
                                  std::min(hi, s->tap_hi[last])});
       }
       q += width;
@@ -372,7 +425,10 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
              p.src_depth * AccumulatorSize(dtype) % 1024 != 0;
   MakeRowTaps(g, input_grad, s);
   MakePhases(g, input_grad, s);
-  MakeColGroups(8, s);  // (16 measured slower on AVX-512: more edge blocks)
+  // Register blocks of 8 columns (16 measured slower on AVX-512: more edge
+  // blocks); diagonal ones of 8 where 8 sums, 8 filter vectors and a src
+  // vector fit the registers, else 4.
+  MakeColGroups(8, info.registers > 2 * 8 ? 8 : 4, s);
   for (int64_t r = 0; r < p.dst_rows; ++r) {
     p.max_row_taps =
         std::max(p.max_row_taps, s->row_tap_first[r + 1] - s->row_tap_first[r]);

@@ -47,10 +47,14 @@ struct ColPhase {
 // A run of dst columns of one phase computed together: `width` columns
 // q .. q + width - 1 sharing the taps [lo, hi) in a register block (width >
 // 1; each column's other taps added on), or one column (width 1) with its
-// own taps [lo, hi). Depends on the geometry only: the planner lists them
-// once for every row.
+// own taps [lo, hi). A diagonal block (a filter about as wide as the map)
+// instead has columns whose taps shift by one from column to column, all
+// reading the same src pixels: column b's taps are [lo - b, hi - b)
+// (forward) or [lo + b, hi + b) (the input gradient's back step). Depends
+// on the geometry only: the planner lists them once for every row.
 struct ColGroup {
   int64_t phase, q, width, lo, hi;
+  bool diagonal = false;
 };
 
 struct ConvPlan {
