@@ -295,23 +295,23 @@ int64_t DiagonalRun(const ConvPlanStorage& s, const ColPhase& ph, int64_t q,
 // own, which need no extra taps column by column; the others (edges, and
 // maps not much wider than the filter) in diagonal blocks where they read
 // the same src pixels (DiagonalRun), else in blocks whose columns share
-// most of their taps (GroupWidth), which stop where a run of max_block
-// columns with the same taps starts (so that a narrow edge goes singly,
-// with several channel blocks at once), or singly.
+// most of their taps (GroupWidth), which stop where a run of 4 columns
+// with the same taps starts (so that a narrow edge goes singly, with
+// several channel blocks at once), or singly.
 void MakeColGroups(int64_t max_block, int64_t max_diagonal,
                    ConvPlanStorage* s) {
   s->col_groups.clear();
   std::vector<ColGroup> singles;
   for (int64_t pi = 0; pi < static_cast<int64_t>(s->phases.size()); ++pi) {
     const ColPhase& ph = s->phases[pi];
-    // Where the next run of max_block columns with the same taps (some)
+    // Where the next run of at least 4 columns with the same taps (some)
     // starts.
     int64_t run_start = 0, run = 0;
     auto next_run = [&](int64_t from) {
       for (run_start = from; run_start < ph.count; run_start += run) {
         run = ExactRun(*s, ph, run_start);
         const int64_t col = ph.dst_begin + run_start * ph.dst_step;
-        if (run >= max_block && s->tap_hi[col] > s->tap_lo[col]) return;
+        if (run >= 4 && s->tap_hi[col] > s->tap_lo[col]) return;
       }
       run = 0;
     };
@@ -320,12 +320,14 @@ void MakeColGroups(int64_t max_block, int64_t max_diagonal,
       const int64_t first = ph.dst_begin + q * ph.dst_step;
       const int64_t lo = s->tap_lo[first], hi = s->tap_hi[first];
       if (q == run_start) {
-        // (A run's last columns go in a block that overlaps the one
-        // before: they are computed twice, alike, cheaper than singly.)
-        for (; run > 0; run -= std::min(run, max_block)) {
-          const int64_t start = q + std::min<int64_t>(0, run - max_block);
-          s->col_groups.push_back({pi, start, max_block, lo, hi});
-          q += std::min(run, max_block);
+        // Blocks of max_block columns (of 4 in a shorter run); the last
+        // one overlaps the one before: its first columns are computed
+        // twice, alike, cheaper than singly.
+        const int64_t width = run >= max_block ? max_block : 4;
+        for (; run > 0; run -= std::min(run, width)) {
+          const int64_t start = q + std::min<int64_t>(0, run - width);
+          s->col_groups.push_back({pi, start, width, lo, hi});
+          q += std::min(run, width);
         }
         next_run(q);
         continue;
