@@ -11,15 +11,6 @@ namespace dwop {
 namespace {
 
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
-// Single dimensions stay below this (as in plan.cc).
-constexpr int64_t kDimLimit = int64_t{1} << 30;
-
-Status TooLarge(const std::string& what, int64_t value, int64_t limit) {
-  return Status::InvalidArgument("the CUDA kernels index " + what +
-                                 " with 32-bit integers, but it is " +
-                                 std::to_string(value) + " (at most " +
-                                 std::to_string(limit) + " is supported)");
-}
 
 // Every index conv_kernels.h forms in 32-bit arithmetic stays in range:
 // single dimensions, and input rows/columns of any tap of any output
@@ -28,43 +19,7 @@ Status TooLarge(const std::string& what, int64_t value, int64_t limit) {
 // kForwardMaxCols columns past the last one. Element offsets and work items
 // are 64-bit.
 Status CheckConvRanges(const Geometry& g) {
-  const struct {
-    const char* name;
-    int64_t value;
-  } dims[] = {
-      {"batch", g.batch},
-      {"in_rows", g.in_rows},
-      {"in_cols", g.in_cols},
-      {"in_depth", g.in_depth},
-      {"depth_multiplier", g.depth_multiplier},
-      {"out_depth", g.out_depth()},
-      {"filter_rows", g.filter_rows},
-      {"filter_cols", g.filter_cols},
-      {"out_rows", g.out_rows},
-      {"out_cols", g.out_cols},
-      {"stride_rows", g.stride_rows},
-      {"stride_cols", g.stride_cols},
-      {"dilation_rows", g.dilation_rows},
-      {"dilation_cols", g.dilation_cols},
-      {"pad_top", g.pad_top},
-      {"pad_left", g.pad_left},
-  };
-  for (const auto& d : dims) {
-    if (d.value > kDimLimit) return TooLarge(d.name, d.value, kDimLimit);
-  }
-  const int64_t row_extent = (g.out_rows + 1) * g.stride_rows +
-                             (g.filter_rows + 1) * g.dilation_rows + g.pad_top +
-                             g.in_rows;
-  const int64_t col_extent = (g.out_cols + kForwardMaxCols) * g.stride_cols +
-                             (g.filter_cols + 1) * g.dilation_cols +
-                             g.pad_left + g.in_cols;
-  if (row_extent > kInt32Max) {
-    return TooLarge("the span of input rows", row_extent, kInt32Max);
-  }
-  if (col_extent > kInt32Max) {
-    return TooLarge("the span of input columns", col_extent, kInt32Max);
-  }
-  return Status::Ok();
+  return CheckCudaSpans(g, 1, kForwardMaxCols, 1, 1);
 }
 
 Status CheckDevice(const CudaDevice& device) {
@@ -103,7 +58,7 @@ Status PlanGather(const Geometry& g, DType dtype, int64_t output_elements,
   }
   plan->blocks = CeilDiv(plan->items, plan->threads);
   if (plan->blocks > kInt32Max) {
-    return TooLarge("the grid size", plan->blocks, kInt32Max);
+    return CudaTooLarge("the grid size", plan->blocks, kInt32Max);
   }
   return Status::Ok();
 }

@@ -12,7 +12,7 @@ namespace {
 
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 // Single dimensions stay below this, so that sums of a few of them and the
-// products the planner forms never overflow (see CheckRanges).
+// products the planners form never overflow (see CheckCudaSpans).
 constexpr int64_t kDimLimit = int64_t{1} << 30;
 // The per-split partial sums never take more device memory than this.
 constexpr int64_t kMaxSplitWorkspaceBytes = int64_t{256} << 20;
@@ -25,64 +25,24 @@ constexpr int64_t kMinSegmentCols = 8;
 
 int64_t RoundUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
 
-Status TooLarge(const std::string& what, int64_t value, int64_t limit) {
-  return Status::InvalidArgument("the CUDA kernels index " + what +
-                                 " with 32-bit integers, but it is " +
-                                 std::to_string(value) + " (at most " +
-                                 std::to_string(limit) + " is supported)");
-}
-
 // Every index the kernels form in 32-bit arithmetic stays in range: input
 // rows/columns of any tap (including the padded taps of a tap group or tile,
 // hence the margins), work-item counts and within-row offsets. Element offsets
 // of whole tensors are formed in 64 bits.
 Status CheckRanges(const Geometry& g) {
-  const struct {
-    const char* name;
-    int64_t value;
-  } dims[] = {
-      {"batch", g.batch},
-      {"in_rows", g.in_rows},
-      {"in_cols", g.in_cols},
-      {"in_depth", g.in_depth},
-      {"depth_multiplier", g.depth_multiplier},
-      {"out_depth", g.out_depth()},
-      {"filter_rows", g.filter_rows},
-      {"filter_cols", g.filter_cols},
-      {"out_rows", g.out_rows},
-      {"out_cols", g.out_cols},
-      {"stride_rows", g.stride_rows},
-      {"stride_cols", g.stride_cols},
-      {"dilation_rows", g.dilation_rows},
-      {"dilation_cols", g.dilation_cols},
-      {"pad_top", g.pad_top},
-      {"pad_left", g.pad_left},
-  };
-  for (const auto& d : dims) {
-    if (d.value > kDimLimit) return TooLarge(d.name, d.value, kDimLimit);
-  }
   const int64_t margin = 2 * kTiledTile;
-  const int64_t row_extent = (g.out_rows + kTiledBandRows) * g.stride_rows +
-                             (g.filter_rows + margin) * g.dilation_rows +
-                             g.pad_top + g.in_rows;
-  const int64_t col_extent = (g.out_cols + margin) * g.stride_cols +
-                             (g.filter_cols + margin) * g.dilation_cols +
-                             g.pad_left + g.in_cols;
-  if (row_extent > kInt32Max) {
-    return TooLarge("the span of input rows", row_extent, kInt32Max);
-  }
-  if (col_extent > kInt32Max) {
-    return TooLarge("the span of input columns", col_extent, kInt32Max);
-  }
+  DWOP_RETURN_IF_ERROR(
+      CheckCudaSpans(g, kTiledBandRows, margin, margin, margin));
   if (g.batch * g.out_rows > kDimLimit) {
-    return TooLarge("batch * out_rows", g.batch * g.out_rows, kDimLimit);
+    return CudaTooLarge("batch * out_rows", g.batch * g.out_rows, kDimLimit);
   }
   if (g.in_cols * g.in_depth > kInt32Max) {
-    return TooLarge("in_cols * in_depth", g.in_cols * g.in_depth, kInt32Max);
+    return CudaTooLarge("in_cols * in_depth", g.in_cols * g.in_depth,
+                        kInt32Max);
   }
   if (g.out_cols * g.out_depth() > kInt32Max) {
-    return TooLarge("out_cols * out_depth", g.out_cols * g.out_depth(),
-                    kInt32Max);
+    return CudaTooLarge("out_cols * out_depth", g.out_cols * g.out_depth(),
+                        kInt32Max);
   }
   return Status::Ok();
 }
@@ -271,7 +231,8 @@ Status PlanTiled(const FilterGradParams& p, const CudaDevice& device,
   plan->tap_groups_h = CeilDiv(g.filter_rows, kTiledTile);
   plan->tap_groups_w = CeilDiv(g.filter_cols, kTiledTile);
   const int64_t units = g.batch * plan->chunks * int64_t{plan->bands};
-  if (units > kInt32Max) return TooLarge("tiled work units", units, kInt32Max);
+  if (units > kInt32Max)
+    return CudaTooLarge("tiled work units", units, kInt32Max);
   // About two resident blocks per SM, three waves; at least two bands per
   // split where possible (the ring of input rows then saves loads).
   ChooseSplits(units, 1, 2,
@@ -327,12 +288,12 @@ Status PlanCuda(const FilterGradParams& params, const CudaDevice& device,
                             " bytes of shared memory per block");
   }
   if (plan->work_total + plan->work_per_split > kInt32Max) {
-    return TooLarge("the work items", plan->work_total, kInt32Max / 2);
+    return CudaTooLarge("the work items", plan->work_total, kInt32Max / 2);
   }
   plan->blocks = plan->channel_blocks * plan->tap_groups_h *
                  plan->tap_groups_w * plan->splits;
   if (plan->blocks > kInt32Max) {
-    return TooLarge("the grid size", plan->blocks, kInt32Max);
+    return CudaTooLarge("the grid size", plan->blocks, kInt32Max);
   }
   if (plan->splits > 1) {
     plan->workspace_bytes =
@@ -340,6 +301,57 @@ Status PlanCuda(const FilterGradParams& params, const CudaDevice& device,
     plan->finalize_blocks =
         std::min(CeilDiv(g.filter_elements(), kFinalizeThreads),
                  int64_t{device.sm_count} * 16);
+  }
+  return Status::Ok();
+}
+
+Status CudaTooLarge(const std::string& what, int64_t value, int64_t limit) {
+  return Status::InvalidArgument("the CUDA kernels index " + what +
+                                 " with 32-bit integers, but it is " +
+                                 std::to_string(value) + " (at most " +
+                                 std::to_string(limit) + " is supported)");
+}
+
+Status CheckCudaSpans(const Geometry& g, int64_t extra_out_rows,
+                      int64_t extra_out_cols, int64_t extra_taps_rows,
+                      int64_t extra_taps_cols) {
+  const struct {
+    const char* name;
+    int64_t value;
+  } dims[] = {
+      {"batch", g.batch},
+      {"in_rows", g.in_rows},
+      {"in_cols", g.in_cols},
+      {"in_depth", g.in_depth},
+      {"depth_multiplier", g.depth_multiplier},
+      {"out_depth", g.out_depth()},
+      {"filter_rows", g.filter_rows},
+      {"filter_cols", g.filter_cols},
+      {"out_rows", g.out_rows},
+      {"out_cols", g.out_cols},
+      {"stride_rows", g.stride_rows},
+      {"stride_cols", g.stride_cols},
+      {"dilation_rows", g.dilation_rows},
+      {"dilation_cols", g.dilation_cols},
+      {"pad_top", g.pad_top},
+      {"pad_left", g.pad_left},
+  };
+  for (const auto& d : dims) {
+    if (d.value > kDimLimit) return CudaTooLarge(d.name, d.value, kDimLimit);
+  }
+  const int64_t row_extent =
+      (g.out_rows + extra_out_rows) * g.stride_rows +
+      (g.filter_rows + extra_taps_rows) * g.dilation_rows + g.pad_top +
+      g.in_rows;
+  const int64_t col_extent =
+      (g.out_cols + extra_out_cols) * g.stride_cols +
+      (g.filter_cols + extra_taps_cols) * g.dilation_cols + g.pad_left +
+      g.in_cols;
+  if (row_extent > kInt32Max) {
+    return CudaTooLarge("the span of input rows", row_extent, kInt32Max);
+  }
+  if (col_extent > kInt32Max) {
+    return CudaTooLarge("the span of input columns", col_extent, kInt32Max);
   }
   return Status::Ok();
 }

@@ -14,6 +14,7 @@
 #define DWOP_CC_KERNELS_CUDA_PLAN_H_
 
 #include <cstdint>
+#include <string>
 
 #include "cc/kernels/common/params.h"
 #include "cc/kernels/common/status.h"
@@ -135,6 +136,21 @@ struct CudaPlan {
 // offsets are 64-bit; single dimensions, N*OH and W*C must stay below 2^30).
 Status PlanCuda(const FilterGradParams& params, const CudaDevice& device,
                 CudaPath path, CudaPlan* plan);
+
+// The 32-bit indexing limits of the CUDA kernels, shared by this planner and
+// the forward/input-gradient one (conv_plan.cc): InvalidArgument naming
+// `what`, its value and the limit.
+Status CudaTooLarge(const std::string& what, int64_t value, int64_t limit);
+
+// Every single dimension of `g` at most 2^30 (so that sums of a few of them
+// and the products the planners form never overflow), and the spans of input
+// rows and columns the kernels reach within int32: (out + extra_out) * stride
+// + (filter + extra_taps) * dilation + pad + in, per axis, where the extras
+// are the output positions and taps a kernel may form past the last ones
+// (tiles, bands, runs of columns).
+Status CheckCudaSpans(const Geometry& g, int64_t extra_out_rows,
+                      int64_t extra_out_cols, int64_t extra_taps_rows,
+                      int64_t extra_taps_cols);
 
 }  // namespace dwop
 
