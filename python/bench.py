@@ -112,17 +112,6 @@ def relative_error(result, oracle):
 # Worker: one process per TensorFlow setting.
 
 
-def _aligned(array):
-  """A copy of `array` whose data starts on a 64-byte boundary, as
-  TensorFlow's tensors do (NumPy aligns to 16 bytes, where a vector load may
-  straddle two cache lines: about 20% slower on the in-place kernels)."""
-  raw = np.empty(array.nbytes + 64, np.uint8)
-  start = -raw.ctypes.data % 64
-  out = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
-  out[...] = array
-  return out
-
-
 def _cabi_impl(lib, cabi, op, case, arrays, threads):
   """dwop_<op>_cpu on preallocated buffers (no allocation or poisoning in
   the timed call), or None when the C ABI lacks the entry point."""
@@ -141,8 +130,8 @@ def _cabi_impl(lib, cabi, op, case, arrays, threads):
                  "filter_grad": (x, dy, case.filter)}[op]
   # (The call holds the buffers: the pointers do not keep them alive. What
   # the kernel misses stays NaN.)
-  buffers = (_aligned(a), _aligned(b),
-             _aligned(np.full(shape, np.nan, x.dtype)))
+  buffers = (cabi.aligned(a), cabi.aligned(b),
+             cabi.aligned(np.full(shape, np.nan, x.dtype)))
   pointers = [v.ctypes.data_as(ctypes.c_void_p) for v in buffers]
   error = ctypes.create_string_buffer(1024)
 

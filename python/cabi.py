@@ -114,6 +114,26 @@ def dtype_name(array, dtype=None):
   return name
 
 
+def aligned_empty(shape, dtype):
+  """An uninitialised array whose data starts on a 64-byte boundary, as
+  TensorFlow's tensors do. (NumPy aligns to 16 bytes, where a vector load may
+  straddle two cache lines, about 20% slower on the in-place kernels, and
+  where the CPU forward and input gradient keep their large outputs'
+  stores in the caches: see ConvPlan::stream.)"""
+  dtype = np.dtype(dtype)
+  nbytes = int(np.prod(shape)) * dtype.itemsize
+  raw = np.empty(nbytes + 64, np.uint8)
+  start = -raw.ctypes.data % 64
+  return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def aligned(array):
+  """A copy of `array` on a 64-byte boundary (aligned_empty)."""
+  out = aligned_empty(array.shape, array.dtype)
+  out[...] = array
+  return out
+
+
 def convert_padding(padding):
   """tf.nn's padding argument as (padding string, flat explicit_paddings)."""
   if isinstance(padding, str):
@@ -292,7 +312,7 @@ class Library:
                                          padding, data_format, dilations)
     problem = self.problem(name, input.shape, filter.shape, shape or (),
                            strides, padding, data_format, dilations)
-    out = np.empty(shape or [0], input.dtype)
+    out = aligned_empty(shape or [0], input.dtype)
     return self._run_op("forward", problem, input, filter, out, backend,
                         num_threads, sm_count)
 
@@ -307,8 +327,8 @@ class Library:
     name = dtype_name(filter, dtype)
     problem = self.problem(name, input_sizes, filter.shape, out_backprop.shape,
                            strides, padding, data_format, dilations)
-    out = np.empty([max(0, int(v)) for v in input_sizes]
-                   if len(input_sizes) == 4 else [0], filter.dtype)
+    out = aligned_empty([max(0, int(v)) for v in input_sizes]
+                        if len(input_sizes) == 4 else [0], filter.dtype)
     return self._run_op("input_grad", problem, filter, out_backprop, out,
                         backend, num_threads, sm_count)
 

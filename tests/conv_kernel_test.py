@@ -115,7 +115,8 @@ def _named(case_list, levels=ISA_LEVELS):
           for c in case_list for op in OPS for isa in levels]
 
 
-class ConvKernelTest(parameterized.TestCase):
+class CheckMixin:
+  """Runs a case on one ISA level against the oracle and the reference."""
 
   def check(self, op, case, isa, num_threads=2):
     if isa not in supported_levels():
@@ -130,6 +131,9 @@ class ConvKernelTest(parameterized.TestCase):
                                err_msg="dwop vs the float64 oracle")
     np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol,
                                err_msg="dwop vs the reference backend")
+
+
+class ConvKernelTest(CheckMixin, parameterized.TestCase):
 
   @parameterized.named_parameters(_named(cases.CONFORMANCE))
   def test_conformance(self, op, case, isa):
@@ -157,6 +161,31 @@ class ConvKernelTest(parameterized.TestCase):
     small = case.replace(input=(1, h, w, min(c, 20)),
                          filter=case.filter[:2] + (min(c, 20), case.filter[3]))
     self.check(op, small, supported_levels()[0])
+
+
+# Problems whose src and dst hold at least 64 MiB: an accumulator-typed NHWC
+# dst goes out with stores past the caches (ConvPlan::stream, kStreamBytes
+# in cc/kernels/cpu/conv.cc) where a vector fills a cache line (AVX-512).
+# A depth of whole lines, then a stride 2 input gradient (its phases write
+# every other pixel) and float64 (8 lanes a line).
+STREAMED_CASES = [
+    cases.Case("streamed_3x3", (1, 520, 520, 32), (3, 3, 32, 1), (1, 1),
+               "SAME", (1, 1)),
+    cases.Case("streamed_s2", (2, 362, 362, 64), (5, 5, 64, 1), (2, 2),
+               "SAME", (1, 1)),
+    cases.Case("streamed_float64", (1, 370, 370, 32), (3, 3, 32, 1), (1, 1),
+               "SAME", (1, 1), "NHWC", "float64"),
+]
+
+
+class StreamedStoresTest(CheckMixin, parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      (f"{op}_{c.name}", op, c) for c in STREAMED_CASES for op in OPS)
+  def test_large_outputs(self, op, case):
+    # The best level only (the others store as usual); every element is
+    # checked (the output is NaN-poisoned first).
+    self.check(op, case, supported_levels()[0])
 
 
 class DeterminismTest(parameterized.TestCase):

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,11 @@ constexpr int64_t kMinChunkWork = int64_t{1} << 15;
 // Dst rows per band at least (the src rows two bands share are staged
 // twice).
 constexpr int64_t kMinBandRows = 8;
+// Src and dst bytes from which dst is stored past the caches
+// (ConvPlan::stream): measured on the benchmark's layers, a win from 64 MB
+// (72-154 MB: 1.1-2.6x), even to a loss at 30-50 MB, where a large
+// last-level cache still holds the output for the next op.
+constexpr double kStreamBytes = 64.0 * (1 << 20);
 
 // Row taps of every dst row, src rows as `slot` for now (BandRows remaps).
 void MakeRowTaps(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
@@ -222,8 +228,8 @@ void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
 
 // How many columns from q (up to `end`) of a phase go into one register
 // block: max_block, half that, ... down to 4 when the taps they share are at
-// least half of their taps (their valid ranges are monotone in q, so the
-// ends bound the common range), else 1.
+// least two and half of their taps (their valid ranges are monotone in q,
+// so the ends bound the common range), else 1.
 int64_t GroupWidth(const ConvPlanStorage& s, const ColPhase& ph, int64_t q,
                    int64_t end, int64_t max_block) {
   const bool wide = s.plan.filter_cols > s.plan.src_cols;
@@ -233,7 +239,10 @@ int64_t GroupWidth(const ConvPlanStorage& s, const ColPhase& ph, int64_t q,
     const int64_t last = first + (width - 1) * ph.dst_step;
     const int64_t lo = std::max(s.tap_lo[first], s.tap_lo[last]);
     const int64_t hi = std::min(s.tap_hi[first], s.tap_hi[last]);
-    if (hi <= lo) continue;
+    // (One common tap saves nothing: every column still adds its others
+    // one call at a time; measured 2x slower than single columns on 4x4
+    // maps with 3x3 filters.)
+    if (hi - lo < 2) continue;
     const int64_t total =
         (s.tap_hi[first] - s.tap_lo[first]) + (s.tap_hi[last] - s.tap_lo[last]);
     // Common >= half of the taps (on average); >= 3/4 for a filter wider
@@ -425,6 +434,20 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
              (dtype == DType::kFloat || dtype == DType::kDouble) &&
              p.src_depth % p.lanes == 0 &&
              p.src_depth * AccumulatorSize(dtype) % 1024 != 0;
+  const double bytes =
+      static_cast<double>(AccumulatorSize(dtype)) *
+      static_cast<double>(g.batch) *
+      (static_cast<double>(p.src_rows) * static_cast<double>(p.src_cols) *
+           static_cast<double>(p.src_depth) +
+       static_cast<double>(p.dst_rows) * static_cast<double>(p.dst_cols) *
+           static_cast<double>(p.dst_depth));
+  // (Whole cache lines only: a vector that fills one, pixels that start
+  // on one. With AVX2's half-line vectors it was measured slower.)
+  p.stream = g.layout == Layout::kNHWC &&
+             (dtype == DType::kFloat || dtype == DType::kDouble) &&
+             p.lanes * AccumulatorSize(dtype) == 64 &&
+             p.dst_depth * AccumulatorSize(dtype) % 64 == 0 &&
+             bytes >= kStreamBytes;
   MakeRowTaps(g, input_grad, s);
   MakePhases(g, input_grad, s);
   // Register blocks of 8 columns (16 measured slower on AVX-512: more edge
@@ -550,6 +573,7 @@ Status RunConv(const ConvPlanStorage& storage, const Geometry& g,
   plan.src = src;
   plan.dst = dst;
   plan.filter = workspace;
+  plan.stream = plan.stream && reinterpret_cast<uintptr_t>(dst) % 64 == 0;
   ForType(plan.dtype, [&](auto zero) {
     using T = decltype(zero);
     const T* f = static_cast<const T*>(filter);
