@@ -94,9 +94,9 @@ struct ConvPlan {
   // Whole channel blocks of an accumulator-typed NHWC dst go out with
   // non-temporal stores (the traits' Stream): on problems far larger than
   // the caches, where the output would not stay in them anyway, that saves
-  // reading every dst line in before writing it (measured 1.2-2.6x on the
-  // benchmark's layers of 64 MB and more, slower on those of 30 MB). Set
-  // by the planner, cleared by the driver for a dst not 64-byte aligned.
+  // reading every dst line in before writing it (kStreamBytes in conv.cc).
+  // Set by the planner, cleared by the driver for a dst not 64-byte
+  // aligned.
   bool stream = false;
 
   // Columns.
