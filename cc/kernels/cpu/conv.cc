@@ -434,13 +434,10 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
              (dtype == DType::kFloat || dtype == DType::kDouble) &&
              p.src_depth % p.lanes == 0 &&
              p.src_depth * AccumulatorSize(dtype) % 1024 != 0;
-  const double bytes =
-      static_cast<double>(AccumulatorSize(dtype)) *
-      static_cast<double>(g.batch) *
-      (static_cast<double>(p.src_rows) * static_cast<double>(p.src_cols) *
-           static_cast<double>(p.src_depth) +
-       static_cast<double>(p.dst_rows) * static_cast<double>(p.dst_cols) *
-           static_cast<double>(p.dst_depth));
+  // (src and dst are the input and out_backprop, in either order.)
+  const double bytes = static_cast<double>(AccumulatorSize(dtype)) *
+                       (static_cast<double>(g.input_elements()) +
+                        static_cast<double>(g.out_backprop_elements()));
   // (Whole cache lines only: a vector that fills one, pixels that start
   // on one. With AVX2's half-line vectors it was measured slower.)
   p.stream = g.layout == Layout::kNHWC &&
