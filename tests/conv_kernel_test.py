@@ -110,6 +110,27 @@ LARGE_FILTER_CASES = [
 ]
 
 
+# Half and bfloat16 NHWC without a multiplier, read in place and widened as
+# loaded (ConvPlan::direct) where the channels fill whole vectors: 16 lanes
+# (AVX-512 and AVX2), 24 (AVX2 only; staged on AVX-512). Through every kind
+# of column block: register blocks with and without extra taps, strided
+# phases, dilations, diagonal blocks and single diagonal columns.
+DIRECT_16BIT_CASES = [
+    cases.Case(f"{name}_{dtype}", x, f, s, p, d, "NHWC", dtype)
+    for name, x, f, s, p, d in [
+        ("k3", (2, 9, 21, 32), (3, 3, 32, 1), (1, 1), "SAME", (1, 1)),
+        ("k5_s2", (1, 15, 17, 48), (5, 5, 48, 1), (2, 2), "SAME", (1, 1)),
+        ("k7_d2_c24", (1, 12, 19, 24), (7, 7, 24, 1), (1, 1), "SAME",
+         (2, 2)),
+        ("k13_on_7x7", (2, 7, 7, 32), (13, 13, 32, 1), (1, 1), "SAME",
+         (1, 1)),
+        ("k31_on_14x14", (1, 14, 14, 16), (31, 31, 16, 1), (1, 1), "SAME",
+         (1, 1)),
+    ]
+    for dtype in ("float16", "bfloat16")
+]
+
+
 def _named(case_list, levels=ISA_LEVELS):
   return [(f"{op}_{c.name}_{isa}", op, c, isa)
           for c in case_list for op in OPS for isa in levels]
@@ -146,6 +167,10 @@ class ConvKernelTest(CheckMixin, parameterized.TestCase):
   @parameterized.named_parameters(_named(LARGE_FILTER_CASES))
   def test_large_filters_and_phases(self, op, case, isa):
     self.check(op, case, isa, num_threads=3)
+
+  @parameterized.named_parameters(_named(DIRECT_16BIT_CASES))
+  def test_16bit_read_in_place(self, op, case, isa):
+    self.check(op, case, isa)
 
   @parameterized.named_parameters(_named(cpu_kernel_test.EXTENT_CASES))
   def test_large_extents(self, op, case, isa):

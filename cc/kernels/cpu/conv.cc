@@ -426,14 +426,19 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   p.workspace_bytes =
       p.num_blocks * p.filter_block_stride * AccumulatorSize(dtype);
 
-  // In place where nothing needs converting, spreading or transposing and
-  // the channels fill whole vectors, unless the pixels lie a multiple of
-  // 1 KiB apart: then a column's taps all map to the same few L1 sets (512
-  // float channels: 2 of 64), and the staged copy is faster.
+  // In place where nothing needs spreading or transposing and the
+  // channels fill whole vectors, unless the pixels lie a multiple of 1 KiB
+  // apart: then a column's taps all map to the same few L1 sets (512 float
+  // channels: 2 of 64), and the staged copy is faster. Half and bfloat16
+  // too, widened as they are loaded, where the ISA level does that in a
+  // vector instruction or two: their staged copy, written to L2 and read
+  // back, cost more than the arithmetic (a 3x3 layer in cache took 2.2x
+  // float32's time; read in place, as long as float32).
   p.direct = g.layout == Layout::kNHWC && g.depth_multiplier == 1 &&
-             (dtype == DType::kFloat || dtype == DType::kDouble) &&
+             (dtype == DType::kFloat || dtype == DType::kDouble ||
+              isa != Isa::kGeneric) &&
              p.src_depth % p.lanes == 0 &&
-             p.src_depth * AccumulatorSize(dtype) % 1024 != 0;
+             p.src_depth * DTypeSize(dtype) % 1024 != 0;
   // (src and dst are the input and out_backprop, in either order.)
   const double bytes = static_cast<double>(AccumulatorSize(dtype)) *
                        (static_cast<double>(g.input_elements()) +

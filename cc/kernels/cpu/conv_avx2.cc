@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cc/kernels/cpu/conv_plan.h"
 #include "cc/kernels/cpu/plan.h"

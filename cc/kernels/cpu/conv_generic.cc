@@ -4,6 +4,7 @@
 // the ISA.
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cc/kernels/common/float16.h"
 #include "cc/kernels/cpu/conv_plan.h"
