@@ -110,12 +110,12 @@ LARGE_FILTER_CASES = [
 ]
 
 
-# Half and bfloat16 NHWC without a multiplier, read in place and widened as
-# loaded (ConvPlan::direct) where the channels fill whole vectors: 16 lanes
-# (AVX-512 and AVX2), 24 (AVX2 only; staged on AVX-512). Through every kind
-# of column block: register blocks with and without extra taps, strided
-# phases, dilations, diagonal blocks and single diagonal columns.
-DIRECT_16BIT_CASES = [
+# NHWC without a multiplier, read in place (ConvPlan::direct) where the
+# channels fill whole vectors. Half and bfloat16, widened as loaded: 16
+# channels (AVX-512 and AVX2), 24 (AVX2 only; staged on AVX-512), through
+# every kind of column block (register blocks with and without extra taps,
+# strided phases, dilations, diagonal blocks, single diagonal columns).
+DIRECT_CASES = [
     cases.Case(f"{name}_{dtype}", x, f, s, p, d, "NHWC", dtype)
     for name, x, f, s, p, d in [
         ("k3", (2, 9, 21, 32), (3, 3, 32, 1), (1, 1), "SAME", (1, 1)),
@@ -128,6 +128,15 @@ DIRECT_16BIT_CASES = [
          (1, 1)),
     ]
     for dtype in ("float16", "bfloat16")
+] + [
+    # Pixels a multiple of 1 KiB apart: read in place, but staged under a
+    # filter wider than a map of 16 columns or more (cc/kernels/cpu/conv.cc).
+    cases.Case("kib_pixels_k3", (1, 9, 11, 256), (3, 3, 256, 1), (1, 1),
+               "SAME", (1, 1)),
+    cases.Case("kib_pixels_k3_bfloat16", (1, 6, 9, 512), (3, 3, 512, 1),
+               (1, 1), "SAME", (1, 1), "NHWC", "bfloat16"),
+    cases.Case("kib_pixels_k19_on_17", (1, 16, 17, 256), (19, 19, 256, 1),
+               (1, 1), "SAME", (1, 1)),
 ]
 
 
@@ -168,8 +177,8 @@ class ConvKernelTest(CheckMixin, parameterized.TestCase):
   def test_large_filters_and_phases(self, op, case, isa):
     self.check(op, case, isa, num_threads=3)
 
-  @parameterized.named_parameters(_named(DIRECT_16BIT_CASES))
-  def test_16bit_read_in_place(self, op, case, isa):
+  @parameterized.named_parameters(_named(DIRECT_CASES))
+  def test_read_in_place(self, op, case, isa):
     self.check(op, case, isa)
 
   @parameterized.named_parameters(_named(cpu_kernel_test.EXTENT_CASES))
