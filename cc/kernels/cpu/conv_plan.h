@@ -87,9 +87,10 @@ struct ConvPlan {
   const int64_t* band_first = nullptr;  // [num_bands + 1]
   int64_t max_band_slots = 0;           // slots of the largest band
   int64_t max_row_taps = 0;             // taps of the dst row with most
-  // Nothing staged: the kernels read src in place (NHWC without a
-  // multiplier, whole vectors of channels; half and bfloat16 widened as
-  // they are loaded); slot = row index in the band.
+  // The kernels read src in place (NHWC without a multiplier; half and
+  // bfloat16 widened as they are loaded), all but a last channel block
+  // short of lanes, which alone is staged (one block per slot); slot = row
+  // index in the band.
   bool direct = false;
   // Whole channel blocks of an accumulator-typed NHWC dst go out with
   // non-temporal stores (the traits' Stream): on problems far larger than
