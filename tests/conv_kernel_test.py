@@ -140,6 +140,24 @@ DIRECT_CASES = [
 ]
 
 
+# Depth multipliers, whose staged rows spread (forward) or gather (input
+# gradient) channels with one or two-vector permutes, or lane by lane where
+# a block's lanes reach three vectors: M = 2 over 24 channels (the input
+# gradient's 16-lane blocks read two vectors), M = 3 over 11 and M = 5 over
+# 7 (forward blocks that straddle two vectors, gradient blocks that reach
+# three or more), in both dtypes the staging widens.
+MULTIPLIER_CASES = [
+    cases.Case(f"m{f[3]}_c{x[3]}_{dtype}", x, f, s, "SAME", (1, 1), "NHWC",
+               dtype)
+    for x, f, s in [
+        ((2, 9, 10, 24), (3, 3, 24, 2), (1, 1)),
+        ((1, 11, 8, 11), (5, 3, 11, 3), (2, 1)),
+        ((1, 7, 9, 7), (3, 5, 7, 5), (1, 2)),
+    ]
+    for dtype in ("float32", "bfloat16")
+]
+
+
 def _named(case_list, levels=ISA_LEVELS):
   return [(f"{op}_{c.name}_{isa}", op, c, isa)
           for c in case_list for op in OPS for isa in levels]
@@ -179,6 +197,10 @@ class ConvKernelTest(CheckMixin, parameterized.TestCase):
 
   @parameterized.named_parameters(_named(DIRECT_CASES))
   def test_read_in_place(self, op, case, isa):
+    self.check(op, case, isa)
+
+  @parameterized.named_parameters(_named(MULTIPLIER_CASES))
+  def test_depth_multiplier_spread(self, op, case, isa):
     self.check(op, case, isa)
 
   @parameterized.named_parameters(_named(cpu_kernel_test.EXTENT_CASES))
