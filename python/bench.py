@@ -324,8 +324,25 @@ def measure_bandwidth(size_mb=1024, repeats=5):
   return 2 * src.nbytes / best
 
 
-def measure_peak(n=4096, repeats=5):
-  """float32 matmul flops/s (NumPy's BLAS on all cores), best of N."""
+# The BLAS thread-count variables a caller may have narrowed (e.g. to one
+# thread, for timing): the peak probe runs with every core.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                         "MKL_NUM_THREADS")
+
+
+def measure_peak():
+  """float32 matmul flops/s on all cores, in a fresh process whose BLAS
+  thread variables are set to the core count (they act at start-up only)."""
+  cores = str(os.cpu_count() or 1)
+  env = dict(os.environ, **{name: cores for name in BLAS_THREAD_VARIABLES})
+  proc = subprocess.run(
+      [sys.executable, os.path.abspath(__file__), "--peak-probe", "1"],
+      capture_output=True, text=True, check=True, env=env)
+  return json.loads(proc.stdout.strip().splitlines()[-1])["flops"]
+
+
+def _peak_probe(n=4096, repeats=5):
+  """Prints NumPy's float32 matmul flops/s, best of N, as JSON."""
   a = np.random.default_rng(0).standard_normal((n, n), np.float32)
   b = np.random.default_rng(1).standard_normal((n, n), np.float32)
   a @ b  # pylint: disable=pointless-statement
@@ -334,7 +351,7 @@ def measure_peak(n=4096, repeats=5):
     start = time.perf_counter()
     a @ b  # pylint: disable=pointless-statement
     best = min(best, time.perf_counter() - start)
-  return 2 * n**3 / best
+  print(json.dumps({"flops": 2 * n**3 / best}))
 
 
 # --------------------------------------------------------------------------
@@ -432,11 +449,14 @@ def main():
   parser.add_argument("--out", default=os.path.join(ROOT, "build", "bench"))
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
+  parser.add_argument("--peak-probe", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker is not None:
     return _worker(args.worker == "1")
   if args.memory_probe is not None:
     return _memory_probe(args.memory_probe)
+  if args.peak_probe is not None:
+    return _peak_probe()
 
   started = time.perf_counter()
   selected = select_cases(args.quick, args.cases)
