@@ -428,19 +428,20 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   p.workspace_bytes =
       p.num_blocks * p.filter_block_stride * AccumulatorSize(dtype);
 
-  // In place where nothing needs spreading or transposing (but for a last
-  // channel block short of lanes, staged: measured up to 1.75x faster than
-  // staging every block, which a channel count off the lanes did). Half and
-  // bfloat16 too, widened as they are loaded, where the ISA level does that in
-  // a vector instruction or two: their staged copy, written to L2 and read
-  // back, cost more than the arithmetic (a 3x3 layer in cache took 2.2x
-  // float32's time; read in place, as long as float32). Staged, though, where
-  // the pixels lie a multiple of 1 KiB apart (a column's taps then share a few
-  // L1 sets) and a filter wider than a map of 16 columns or more has each
-  // column walk most of the row: measured 6-18% faster there (29x29 filters on
-  // 20x20 and 28x28 maps of 256 channels), where in place was 7-44% faster on
-  // every other layer with such pixels (7x7 on 7x7x768 and 28x28x768,
-  // 3x3 on 28x28x256 and 56x56x256, 27x27 on 14x14x512).
+  // In place where nothing needs spreading or transposing, but for a last
+  // channel block short of lanes, which is staged (measured 1.3-1.5x faster
+  // than staging every block, as a channel count off the lanes did, on 120,
+  // 200 and 728 channels). Half and bfloat16 too, widened as they are
+  // loaded, where the ISA level does that in a vector instruction or two:
+  // their staged copy, written to L2 and read back, cost more than the
+  // arithmetic (a 3x3 layer in cache took 2.2x float32's time; read in
+  // place, as long as float32). Staged, though, where the pixels lie a
+  // multiple of 1 KiB apart (a column's taps then share a few L1 sets) and a
+  // filter wider than a map of 16 columns or more has each column walk most
+  // of the row: measured 6-18% faster there (29x29 filters on 20x20 and
+  // 28x28 maps of 256 channels), where in place was 7-44% faster on every
+  // other layer with such pixels (7x7 on 7x7x768 and 28x28x768, 3x3 on
+  // 28x28x256 and 56x56x256, 27x27 on 14x14x512).
   const bool aliased = p.src_depth * DTypeSize(dtype) % 1024 == 0 &&
                        g.filter_cols > p.src_cols && p.src_cols >= 16;
   p.direct = g.layout == Layout::kNHWC && g.depth_multiplier == 1 &&
