@@ -300,16 +300,23 @@ def _memory_probe(name):
   print(json.dumps({"extra_mb": (status_kb("VmHWM") - before) / 1024}))
 
 
+def _run_probe(flag, value, env=None):
+  """Runs this script with `flag value` in a fresh process; the JSON of its
+  last output line, or None (the reason on stderr) where it failed."""
+  proc = subprocess.run(
+      [sys.executable, os.path.abspath(__file__), flag, value],
+      capture_output=True, text=True, check=False, env=env)
+  if proc.returncode != 0:
+    name = flag.lstrip("-").replace("-", " ")
+    print(f"{name} failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+    return None
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def measure_memory(case):
   """dwop's extra peak memory in MB for one case (None where unmeasurable)."""
-  proc = subprocess.run(
-      [sys.executable, os.path.abspath(__file__), "--memory-probe", case.name],
-      capture_output=True, text=True, check=False)
-  if proc.returncode != 0:
-    print(f"memory probe failed: {proc.stderr.strip()[-300:]}",
-          file=sys.stderr)
-    return None
-  return json.loads(proc.stdout.strip().splitlines()[-1])["extra_mb"]
+  reply = _run_probe("--memory-probe", case.name)
+  return None if reply is None else reply["extra_mb"]
 
 
 def measure_bandwidth(size_mb=1024, repeats=5):
@@ -335,10 +342,10 @@ def measure_peak():
   thread variables are set to the core count (they act at start-up only)."""
   cores = str(os.cpu_count() or 1)
   env = dict(os.environ, **{name: cores for name in BLAS_THREAD_VARIABLES})
-  proc = subprocess.run(
-      [sys.executable, os.path.abspath(__file__), "--peak-probe", "1"],
-      capture_output=True, text=True, check=True, env=env)
-  return json.loads(proc.stdout.strip().splitlines()[-1])["flops"]
+  reply = _run_probe("--peak-probe", "1", env)
+  if reply is None:
+    raise RuntimeError("could not measure the float32 peak")
+  return reply["flops"]
 
 
 def _peak_probe(n=4096, repeats=5):
