@@ -12,8 +12,9 @@ TensorFlow's own kernel with oneDNN (TF_ENABLE_ONEDNN_OPTS=1) and without
 acts at start-up). TensorFlow's forward is tf.raw_ops.DepthwiseConv2dNative
 where that setting's kernel accepts the case, else tf.nn.depthwise_conv2d
 (which runs dilations as space_to_batch around it); its gradients are
-DepthwiseConv2dNativeBackpropInput and ...BackpropFilter. The layer total is
-the sum of the three ops.
+DepthwiseConv2dNativeBackpropInput and ...BackpropFilter, but for a dilated
+case (which those ignore) the gradients of tf.nn.depthwise_conv2d, as Keras
+runs them. The layer total is the sum of the three ops.
 
 The driver interleaves every implementation of a case round by round, so
 machine noise hits them alike, and reports medians. It measures this machine's
@@ -170,6 +171,30 @@ def _worker(onednn):
           xt, ft, case.tf_strides, case.tf_padding, case.data_format,
           dilations=list(case.dilations))
 
+  def tf_gradient(case, op, xt, ft, dyt, raw):
+    """The raw gradient op, but for a dilated case the gradient of
+    tf.nn.depthwise_conv2d, which Keras runs: the raw ops ignore dilations
+    (tests/tf_defects_test.py), tf.nn turns them into space_to_batch around
+    undilated ops. In a tf.function, whose pruning drops the forward."""
+    if max(case.dilations) == 1:
+      state["api"][f"{op}/tf"] = ("raw_ops.DepthwiseConv2dNativeBackprop" +
+                                  ("Input" if op == "input_grad" else
+                                   "Filter"))
+      return raw
+    state["api"][f"{op}/tf"] = "gradient of nn.depthwise_conv2d"
+    wrt = xt if op == "input_grad" else ft
+
+    @tf.function
+    def gradient():
+      with tf.GradientTape() as tape:
+        tape.watch(wrt)
+        y = tf.nn.depthwise_conv2d(xt, ft, case.tf_strides, case.tf_padding,
+                                   case.data_format,
+                                   dilations=list(case.dilations))
+      return tape.gradient(y, wrt, output_gradients=dyt)
+
+    return gradient
+
   def setup(name, seed, ops, with_dwop):
     state.clear()
     state["api"], state["missing"] = {}, {}
@@ -189,12 +214,14 @@ def _worker(onednn):
       if op == "forward":
         impls["forward/tf"] = tf_forward(case, xt, ft, attrs)
       elif op == "input_grad":
-        impls["input_grad/tf"] = lambda: (
-            tf.raw_ops.DepthwiseConv2dNativeBackpropInput(
+        impls["input_grad/tf"] = tf_gradient(
+            case, op, xt, ft, dyt,
+            lambda: tf.raw_ops.DepthwiseConv2dNativeBackpropInput(
                 input_sizes=sizes, filter=ft, out_backprop=dyt, **attrs))
       else:
-        impls["filter_grad/tf"] = lambda: (
-            tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+        impls["filter_grad/tf"] = tf_gradient(
+            case, op, xt, ft, dyt,
+            lambda: tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
                 input=xt, filter_sizes=fs, out_backprop=dyt, **attrs))
       if not with_dwop:
         continue

@@ -348,6 +348,15 @@ def markdown(results):
     lines += ["TensorFlow's forward is tf.nn.depthwise_conv2d (space_to_batch "
               "around the raw op) where a setting's DepthwiseConv2dNative "
               f"refused the case: {', '.join(nn_forward)}.", ""]
+  nn_gradient = sorted({
+      r["case"] for r in rows for op in ("input_grad", "filter_grad")
+      for e in r["ops"].get(op, {}).get("impls", {}).values()
+      if e.get("api") == "gradient of nn.depthwise_conv2d"})
+  if nn_gradient:
+    lines += ["TensorFlow's gradients are those of tf.nn.depthwise_conv2d "
+              "(space_to_batch around the undilated raw ops, as Keras runs "
+              "them) where the raw gradient ops would ignore the dilations: "
+              f"{', '.join(nn_gradient)}.", ""]
   table, worst = _summary_table(results["summary"])
   lines += table + [""] + [f"- {w}" for w in worst]
   if results["summary"].get("max_dwop_extra_mb") is not None:

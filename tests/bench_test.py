@@ -278,6 +278,19 @@ class RowsAndSummaryTest(absltest.TestCase):
                   "2.5 MB", text)
     self.assertIn("medians of up to 5", text)
 
+  def test_markdown_names_tensorflow_fallbacks(self):
+    rows = self.rows
+    rows[1]["ops"]["forward"]["impls"]["tf_onednn"]["api"] = (
+        "nn.depthwise_conv2d")
+    rows[0]["ops"]["input_grad"]["impls"]["tf_native"]["api"] = (
+        "gradient of nn.depthwise_conv2d")
+    results = {"machine": {"cores": 2, "bandwidth_gbs": 10.0,
+                           "peak_gflops": 100.0},
+               "rounds": 5, "summary": self.summary, "cases": rows}
+    text = model.markdown(results)
+    self.assertIn("refused the case: convnext_56x56x96_k7.", text)
+    self.assertIn("would ignore the dilations: mnv2_7x7x960_k3.", text)
+
   def test_text_lines(self):
     lines = model.text_lines(self.rows[1])
     self.assertLen(lines, 4)
