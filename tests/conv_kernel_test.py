@@ -158,6 +158,30 @@ MULTIPLIER_CASES = [
 ]
 
 
+# Edges of maps wider than the filter, in ramp blocks (ColGroup::ramp: one
+# end of the columns' taps moves by one per column): blocks of 8 (a 31x31
+# filter over 40 columns, an asymmetric explicit padding of 9), blocks of 4
+# that take the first column of the interior or start at its last (7x7 over
+# 20 and over 7 columns), a strided and dilated forward (its taps move as
+# far as its columns) whose strided input gradient has a ramp per phase;
+# in place and staged, both layouts.
+RAMP_CASES = [
+    cases.Case(f"{name}_{layout.lower()}_{dtype}", x, f, s, p, d, layout,
+               dtype)
+    for name, x, f, s, p, d in [
+        ("k31_on_40", (1, 6, 40, 20), (31, 31, 20, 1), (1, 1), "SAME",
+         (1, 1)),
+        ("k13_pad_9_2", (1, 5, 30, 16), (13, 13, 16, 1), (1, 1),
+         ((6, 6), (9, 2)), (1, 1)),
+        ("k7_on_20", (2, 8, 20, 16), (7, 7, 16, 1), (1, 1), "SAME", (1, 1)),
+        ("k7_on_7", (2, 7, 7, 24), (7, 7, 24, 1), (1, 1), "SAME", (1, 1)),
+        ("k9_s2_d2", (1, 9, 40, 16), (9, 9, 16, 1), (2, 2), "SAME", (2, 2)),
+    ]
+    for layout, dtype in (("NHWC", "float32"), ("NCHW", "float32"),
+                          ("NHWC", "bfloat16"))
+]
+
+
 def _named(case_list, levels=ISA_LEVELS):
   return [(f"{op}_{c.name}_{isa}", op, c, isa)
           for c in case_list for op in OPS for isa in levels]
@@ -194,6 +218,10 @@ class ConvKernelTest(CheckMixin, parameterized.TestCase):
   @parameterized.named_parameters(_named(LARGE_FILTER_CASES))
   def test_large_filters_and_phases(self, op, case, isa):
     self.check(op, case, isa, num_threads=3)
+
+  @parameterized.named_parameters(_named(RAMP_CASES))
+  def test_ramp_blocks(self, op, case, isa):
+    self.check(op, case, isa)
 
   @parameterized.named_parameters(_named(DIRECT_CASES))
   def test_read_in_place(self, op, case, isa):
@@ -254,6 +282,9 @@ class DeterminismTest(parameterized.TestCase):
           ("strided_bf16",
            cases.Case("d", (3, 17, 19, 40), (5, 5, 40, 1), (2, 1), "SAME",
                       (1, 1), "NHWC", "bfloat16")),
+          ("ramps",
+           cases.Case("d", (2, 6, 40, 20), (31, 31, 20, 1), (1, 1), "SAME",
+                      (1, 1))),
           ("nchw_multiplier",
            cases.Case("d", (2, 21, 18, 12), (3, 3, 12, 2), (2, 2), "SAME",
                       (1, 1), "NCHW")),

@@ -298,6 +298,50 @@ int64_t DiagonalRun(const ConvPlanStorage& s, const ColPhase& ph, int64_t q,
   return run;
 }
 
+// How many columns from q (up to `end`) of a phase form a ramp (ColGroup::
+// ramp), and which end of their taps moves: one end of the valid taps one
+// further per column (one less for the forward, one more for the input
+// gradient's back step), the other end fixed, every column with a tap.
+// {0, kRampNone} where the phase's taps do not move as far as its columns.
+struct Ramp {
+  int64_t run = 0;
+  int8_t side = kRampNone;
+};
+Ramp RampRun(const ConvPlanStorage& s, const ColPhase& ph, int64_t q,
+             int64_t end) {
+  int64_t slope;
+  if (ph.tap_src_step == ph.src_step) {
+    slope = -1;
+  } else if (ph.tap_src_step == -ph.src_step) {
+    slope = 1;
+  } else {
+    return {};
+  }
+  if (q + 1 >= end) return {};
+  const int64_t col = ph.dst_begin + q * ph.dst_step;
+  const int64_t next = col + ph.dst_step;
+  const int64_t d_lo = s.tap_lo[next] - s.tap_lo[col];
+  const int64_t d_hi = s.tap_hi[next] - s.tap_hi[col];
+  Ramp ramp;
+  if (d_lo == slope && d_hi == 0) {
+    ramp.side = kRampLow;
+  } else if (d_hi == slope && d_lo == 0) {
+    ramp.side = kRampHigh;
+  } else {
+    return {};
+  }
+  for (ramp.run = 1; q + ramp.run < end; ++ramp.run) {
+    const int64_t c = col + ramp.run * ph.dst_step;
+    const int64_t prev = c - ph.dst_step;
+    if (s.tap_lo[c] - s.tap_lo[prev] != d_lo ||
+        s.tap_hi[c] - s.tap_hi[prev] != d_hi || s.tap_hi[c] <= s.tap_lo[c]) {
+      break;
+    }
+  }
+  if (s.tap_hi[col] <= s.tap_lo[col]) return {};
+  return ramp;
+}
+
 // The column schedule of every row (ConvPlan::col_groups): register blocks
 // of up to max_block columns, then the single columns. Columns with the same
 // taps (the interior of a map wider than the filter) go in blocks of their
@@ -355,6 +399,37 @@ void MakeColGroups(int64_t max_block, int64_t max_diagonal,
           q += std::min(left, width);
           left -= std::min(left, width);
         }
+        continue;
+      }
+      // A ramp: blocks of max_block (or 4) columns, the last one
+      // overlapping the one before. It may take the first column of the
+      // run of same taps after it, or start at the column before q (the
+      // last of such a run), when that column continues it: it is computed
+      // twice, alike (every column adds its taps in increasing order).
+      const int64_t stop = std::min(ph.count, run_start + 1);
+      Ramp ramp = RampRun(*s, ph, q, stop);
+      int64_t start = q;
+      if (ramp.run < 4 && q > 0) {
+        const Ramp back = RampRun(*s, ph, q - 1, stop);
+        if (back.run == ramp.run + 1) ramp = back, start = q - 1;
+      }
+      // (Not 5 to 7 columns, whose overlapping blocks of 4 cost more than
+      // the single columns' shared loads: measured 14% slower on 29x29
+      // over 20x20.)
+      if (ramp.run == 4 || ramp.run >= max_block) {
+        const int64_t width = ramp.run >= max_block ? max_block : 4;
+        for (int64_t left = ramp.run; left > 0;) {
+          const int64_t b0 = start + std::min<int64_t>(0, left - width);
+          const int64_t c0 = ph.dst_begin + b0 * ph.dst_step;
+          const int64_t c1 = c0 + (width - 1) * ph.dst_step;
+          ColGroup group{pi, b0, width, std::max(s->tap_lo[c0], s->tap_lo[c1]),
+                         std::min(s->tap_hi[c0], s->tap_hi[c1])};
+          group.ramp = ramp.side;
+          s->col_groups.push_back(group);
+          start += std::min(left, width);
+          left -= std::min(left, width);
+        }
+        q = std::min(start, std::max(q, run_start));
         continue;
       }
       const int64_t width = GroupWidth(*s, ph, q, run_start, max_block);

@@ -50,11 +50,19 @@ struct ColPhase {
 // own taps [lo, hi). A diagonal block (a filter about as wide as the map)
 // instead has columns whose taps shift by one from column to column, all
 // reading the same src pixels: column b's taps are [lo - b, hi - b)
-// (forward) or [lo + b, hi + b) (the input gradient's back step). Depends
-// on the geometry only: the planner lists them once for every row.
+// (forward) or [lo + b, hi + b) (the input gradient's back step). A ramp
+// block (an edge of a map wider than the filter) has columns whose taps
+// reach one further per column at one end: [lo, hi) common, and column b
+// also has, at its low end (ramp == kRampLow), the b taps below lo
+// (forward) or the width - 1 - b (input gradient), or at its high end
+// (kRampHigh) the width - 1 - b taps from hi (forward) or the b (input
+// gradient). Depends on the geometry only: the planner lists them once for
+// every row.
+enum : int8_t { kRampNone = 0, kRampLow = 1, kRampHigh = 2 };
 struct ColGroup {
   int64_t phase, q, width, lo, hi;
   bool diagonal = false;
+  int8_t ramp = kRampNone;
 };
 
 struct ConvPlan {
