@@ -158,13 +158,16 @@ MULTIPLIER_CASES = [
 ]
 
 
-# Edges of maps wider than the filter, in ramp blocks (ColGroup::ramp: one
-# end of the columns' taps moves by one per column): blocks of 8 (a 31x31
-# filter over 40 columns, an asymmetric explicit padding of 9), blocks of 4
-# that take the first column of the interior or start at its last (7x7 over
-# 20 and over 7 columns), a strided and dilated forward (its taps move as
-# far as its columns) whose strided input gradient has a ramp per phase;
-# in place and staged, both layouts.
+# Every column in register blocks (RampTiling in cc/kernels/cpu/conv.cc):
+# ramp blocks with taps beyond the common ones at one end or both
+# (ColGroup::low_taps, high_taps), up to 7 (31x31 over 40 columns, 13x13
+# with an explicit padding of 9 on the left, 29x29 over 16 columns: both
+# ends), only some of their columns reaching the most (7x7 over 20
+# columns), the last block ending at the last column and overlapping the
+# one before (7x7 over 20 and over 7 columns), a strided and dilated
+# forward (its taps move as far as its columns) whose strided input
+# gradient has a phase per column residue; in place and staged, both
+# layouts.
 RAMP_CASES = [
     cases.Case(f"{name}_{layout.lower()}_{dtype}", x, f, s, p, d, layout,
                dtype)
@@ -175,6 +178,8 @@ RAMP_CASES = [
          ((6, 6), (9, 2)), (1, 1)),
         ("k7_on_20", (2, 8, 20, 16), (7, 7, 16, 1), (1, 1), "SAME", (1, 1)),
         ("k7_on_7", (2, 7, 7, 24), (7, 7, 24, 1), (1, 1), "SAME", (1, 1)),
+        ("k29_on_16", (1, 5, 16, 16), (29, 29, 16, 1), (1, 1), "SAME",
+         (1, 1)),
         ("k9_s2_d2", (1, 9, 40, 16), (9, 9, 16, 1), (2, 2), "SAME", (2, 2)),
     ]
     for layout, dtype in (("NHWC", "float32"), ("NCHW", "float32"),

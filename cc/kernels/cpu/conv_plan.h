@@ -51,18 +51,18 @@ struct ColPhase {
 // instead has columns whose taps shift by one from column to column, all
 // reading the same src pixels: column b's taps are [lo - b, hi - b)
 // (forward) or [lo + b, hi + b) (the input gradient's back step). A ramp
-// block (an edge of a map wider than the filter) has columns whose taps
-// reach one further per column at one end: [lo, hi) common, and column b
-// also has, at its low end (ramp == kRampLow), the b taps below lo
-// (forward) or the width - 1 - b (input gradient), or at its high end
-// (kRampHigh) the width - 1 - b taps from hi (forward) or the b (input
-// gradient). Depends on the geometry only: the planner lists them once for
-// every row.
-enum : int8_t { kRampNone = 0, kRampLow = 1, kRampHigh = 2 };
+// block (the edges of a map wider than the filter, or not much narrower)
+// has columns whose taps reach beyond the common [lo, hi), one tap more per
+// column up to low_taps below lo and high_taps from hi: column b has
+// min(b, low_taps) taps below lo and min(width - 1 - b, high_taps) from hi
+// (forward), min(width - 1 - b, low_taps) and min(b, high_taps) (input
+// gradient, whose taps step back). Depends on the geometry only: the
+// planner lists them once for every row.
 struct ColGroup {
   int64_t phase, q, width, lo, hi;
   bool diagonal = false;
-  int8_t ramp = kRampNone;
+  int64_t low_taps = 0, high_taps = 0;  // a ramp block where either > 0
+  bool ramp() const { return low_taps > 0 || high_taps > 0; }
 };
 
 struct ConvPlan {
