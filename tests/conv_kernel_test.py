@@ -164,7 +164,8 @@ MULTIPLIER_CASES = [
 # with an explicit padding of 9 on the left, 29x29 over 16 columns: both
 # ends), only some of their columns reaching the most (7x7 over 20
 # columns), the last block ending at the last column and overlapping the
-# one before (7x7 over 20 and over 7 columns), a strided and dilated
+# one before (7x7 over 20 columns), a last block of 7 (maps of 7 and 15
+# columns under 3x3, 5x5 and 7x7 filters), a strided and dilated
 # forward (its taps move as far as its columns) whose strided input
 # gradient has a phase per column residue; in place and staged, both
 # layouts.
@@ -178,6 +179,8 @@ RAMP_CASES = [
          ((6, 6), (9, 2)), (1, 1)),
         ("k7_on_20", (2, 8, 20, 16), (7, 7, 16, 1), (1, 1), "SAME", (1, 1)),
         ("k7_on_7", (2, 7, 7, 24), (7, 7, 24, 1), (1, 1), "SAME", (1, 1)),
+        ("k5_on_7", (2, 7, 7, 20), (5, 5, 20, 1), (1, 1), "SAME", (1, 1)),
+        ("k3_on_15", (1, 5, 15, 16), (3, 3, 16, 1), (1, 1), "SAME", (1, 1)),
         ("k29_on_16", (1, 5, 16, 16), (29, 29, 16, 1), (1, 1), "SAME",
          (1, 1)),
         ("k9_s2_d2", (1, 9, 40, 16), (9, 9, 16, 1), (2, 2), "SAME", (2, 2)),

@@ -336,6 +336,9 @@ bool RampBlock(const ConvPlanStorage& s, int64_t pi, int64_t q, int64_t width,
   return true;
 }
 
+// The width of the odd ramp blocks (RampTiling).
+constexpr int64_t kOddBlock = 7;
+
 // Every column of phase pi in register blocks of max_block columns (the
 // last one, or a last one of 4 where at most 4 columns remain, ending at
 // the last column), each one with the same taps in every column or a ramp
@@ -350,9 +353,17 @@ bool RampTiling(int64_t pi, int64_t max_block, int64_t max_diagonal,
   std::vector<ColGroup> blocks;
   for (int64_t q = 0; q < count;) {
     const int64_t rest = count - q;
+    ColGroup g;
+    // The last 7 columns (a map of 7, as ImageNet networks end with) in one
+    // ramp block of kOddBlock where they form one that is not diagonal.
+    if (rest == kOddBlock && kOddBlock < max_block &&
+        RampBlock(*s, pi, q, rest, &g) && g.ramp() &&
+        std::min(g.low_taps, g.high_taps) < rest - 1) {
+      blocks.push_back(g);
+      break;
+    }
     const int64_t width =
         rest >= max_block || (rest > 4 && count >= max_block) ? max_block : 4;
-    ColGroup g;
     if (count < width ||
         !RampBlock(*s, pi, std::min(q, count - width), width, &g)) {
       return false;
