@@ -84,10 +84,16 @@ def expected(op, case):
 # Filters much larger than the map (most taps read padding, no column block
 # has uniform taps: diagonal blocks) and a strided, dilated input gradient of
 # many phases.
-LARGE_FILTER_CASES = [
-    cases.Case(f"{name}_{layout.lower()}_{dtype}", x, f, s, p, d, layout,
-               dtype)
-    for name, x, f, s, p, d in [
+def _variants(specs, layouts_dtypes):
+  """Cases named <name>_<layout>_<dtype> from (name, input, filter,
+  strides, padding, dilations) specs, one per (layout, dtype)."""
+  return [cases.Case(f"{name}_{layout.lower()}_{dtype}", x, f, s, p, d,
+                     layout, dtype)
+          for name, x, f, s, p, d in specs
+          for layout, dtype in layouts_dtypes]
+
+
+LARGE_FILTER_CASES = _variants([
         ("k31_on_14x14", (1, 14, 14, 20), (31, 31, 20, 1), (1, 1), "SAME",
          (1, 1)),
         ("k27_on_8x8", (2, 8, 8, 17), (27, 27, 17, 1), (1, 1), "SAME",
@@ -99,9 +105,8 @@ LARGE_FILTER_CASES = [
          ((4, 7), (2, 9)), (2, 2)),
         ("s4x3_d3x2_k5x6", (2, 19, 22, 9), (5, 6, 9, 1), (4, 3), "SAME",
          (3, 2)),
-    ]
-    for layout in cases.LAYOUTS for dtype in ("float32", "bfloat16")
-] + [
+    ], [(layout, dtype) for layout in cases.LAYOUTS
+        for dtype in ("float32", "bfloat16")]) + [
     # Every tap reads padding: no row has a tap (and, read in place, the
     # kernel needs no scratch at all), the result is zeros.
     cases.Case(f"all_padding_{dtype}", (2, 1, 1, 16), (1, 1, 16, 1), (3, 3),
@@ -169,10 +174,7 @@ MULTIPLIER_CASES = [
 # forward (its taps move as far as its columns) whose strided input
 # gradient has a phase per column residue; in place and staged, both
 # layouts.
-RAMP_CASES = [
-    cases.Case(f"{name}_{layout.lower()}_{dtype}", x, f, s, p, d, layout,
-               dtype)
-    for name, x, f, s, p, d in [
+RAMP_CASES = _variants([
         ("k31_on_40", (1, 6, 40, 20), (31, 31, 20, 1), (1, 1), "SAME",
          (1, 1)),
         ("k13_pad_9_2", (1, 5, 30, 16), (13, 13, 16, 1), (1, 1),
@@ -184,10 +186,7 @@ RAMP_CASES = [
         ("k29_on_16", (1, 5, 16, 16), (29, 29, 16, 1), (1, 1), "SAME",
          (1, 1)),
         ("k9_s2_d2", (1, 9, 40, 16), (9, 9, 16, 1), (2, 2), "SAME", (2, 2)),
-    ]
-    for layout, dtype in (("NHWC", "float32"), ("NCHW", "float32"),
-                          ("NHWC", "bfloat16"))
-]
+    ], [("NHWC", "float32"), ("NCHW", "float32"), ("NHWC", "bfloat16")])
 
 
 def _named(case_list, levels=ISA_LEVELS):
