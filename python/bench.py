@@ -158,6 +158,12 @@ def _worker(onednn):
   out = sys.stdout
   sys.stdout = sys.stderr  # keep stray prints off the protocol channel
 
+  def nn_forward(case, xt, ft):
+    """tf.nn.depthwise_conv2d of the case (space_to_batch for dilations)."""
+    return tf.nn.depthwise_conv2d(xt, ft, case.tf_strides, case.tf_padding,
+                                  case.data_format,
+                                  dilations=list(case.dilations))
+
   def tf_forward(case, xt, ft, attrs):
     """The raw op where this setting's kernel accepts the case, else tf.nn."""
     try:
@@ -167,9 +173,7 @@ def _worker(onednn):
                                                       **attrs)
     except tf.errors.OpError:
       state["api"]["forward/tf"] = "nn.depthwise_conv2d"
-      return lambda: tf.nn.depthwise_conv2d(
-          xt, ft, case.tf_strides, case.tf_padding, case.data_format,
-          dilations=list(case.dilations))
+      return lambda: nn_forward(case, xt, ft)
 
   def tf_gradient(case, op, xt, ft, dyt, raw):
     """The raw gradient op, but for a dilated case the gradient of
@@ -188,9 +192,7 @@ def _worker(onednn):
     def gradient():
       with tf.GradientTape() as tape:
         tape.watch(wrt)
-        y = tf.nn.depthwise_conv2d(xt, ft, case.tf_strides, case.tf_padding,
-                                   case.data_format,
-                                   dilations=list(case.dilations))
+        y = nn_forward(case, xt, ft)
       return tape.gradient(y, wrt, output_gradients=dyt)
 
     return gradient

@@ -340,18 +340,18 @@ def markdown(results):
         cells = _cells(r["ops"][op], " (wrong)", "error")
         lines.append(f"| {r['case']} | " + " | ".join(cells) + " |")
     lines.append("")
-  nn_forward = sorted({
-      r["case"] for r in rows
-      for e in r["ops"].get("forward", {}).get("impls", {}).values()
-      if e.get("api") == "nn.depthwise_conv2d"})
+  def cases_with_api(ops, api):
+    return sorted({r["case"] for r in rows for op in ops
+                   for e in r["ops"].get(op, {}).get("impls", {}).values()
+                   if e.get("api") == api})
+
+  nn_forward = cases_with_api(("forward",), "nn.depthwise_conv2d")
   if nn_forward:
     lines += ["TensorFlow's forward is tf.nn.depthwise_conv2d (space_to_batch "
               "around the raw op) where a setting's DepthwiseConv2dNative "
               f"refused the case: {', '.join(nn_forward)}.", ""]
-  nn_gradient = sorted({
-      r["case"] for r in rows for op in ("input_grad", "filter_grad")
-      for e in r["ops"].get(op, {}).get("impls", {}).values()
-      if e.get("api") == "gradient of nn.depthwise_conv2d"})
+  nn_gradient = cases_with_api(("input_grad", "filter_grad"),
+                               "gradient of nn.depthwise_conv2d")
   if nn_gradient:
     lines += ["TensorFlow's gradients are those of tf.nn.depthwise_conv2d "
               "(space_to_batch around the undilated raw ops, as Keras runs "
