@@ -183,6 +183,11 @@ RAMP_CASES = _variants([
         ("k7_on_7", (2, 7, 7, 24), (7, 7, 24, 1), (1, 1), "SAME", (1, 1)),
         ("k5_on_7", (2, 7, 7, 20), (5, 5, 20, 1), (1, 1), "SAME", (1, 1)),
         ("k3_on_15", (1, 5, 15, 16), (3, 3, 16, 1), (1, 1), "SAME", (1, 1)),
+        # The edge blocks whose shared taps are a template argument (3x3,
+        # 5x5 and 7x7 at one end, one tap shared at both), two channel
+        # blocks each.
+        ("k5_on_14", (1, 6, 14, 32), (5, 5, 32, 1), (1, 1), "SAME", (1, 1)),
+        ("k3_on_7", (2, 7, 7, 32), (3, 3, 32, 1), (1, 1), "SAME", (1, 1)),
         ("k29_on_16", (1, 5, 16, 16), (29, 29, 16, 1), (1, 1), "SAME",
          (1, 1)),
         ("k9_s2_d2", (1, 9, 40, 16), (9, 9, 16, 1), (2, 2), "SAME", (2, 2)),
