@@ -57,13 +57,23 @@ def new_op_values(spec, shapes):
   return arrays[0], arrays[1]
 
 
+def oracle_padding(spec):
+  """The padding as the op reads it, for the float64 oracles: explicit
+  pairs re-paired from the flat explicit_paddings (the C ABI takes a flat
+  list, so [[0, 0, 0], [1], [0, 0], [0, 0]] there means rows (0, 1))."""
+  padding, explicit = attr_padding(spec, "cabi")
+  if padding != "EXPLICIT":
+    return spec["padding"]
+  return [explicit[i:i + 2] for i in range(0, len(explicit), 2)]
+
+
 def new_op_oracle(spec, ex, a, b):
   """The float64 forward / input gradient (zeros when nothing is summed)."""
   shapes = new_op_shapes(spec, ex)
   out_shape = shapes[OP_BUFFERS[op_of(spec)][2]]
   if nothing_to_sum(spec, ex):
     return np.zeros(out_shape, np.float64)
-  args = dict(strides=spec["strides"], padding=spec["padding"],
+  args = dict(strides=spec["strides"], padding=oracle_padding(spec),
               data_format=spec["data_format"] or "NHWC",
               dilations=spec["dilations"] or [1, 1, 1, 1])
   with np.errstate(invalid="ignore"):
@@ -87,7 +97,7 @@ def oracle(spec, x, dy):
     return np.zeros(fs, np.float64)
   with np.errstate(invalid="ignore"):
     return reference.depthwise_conv2d_backprop_filter(
-        x, fs, dy, spec["strides"], spec["padding"],
+        x, fs, dy, spec["strides"], oracle_padding(spec),
         spec["data_format"] or "NHWC", spec["dilations"] or [1, 1, 1, 1])
 
 
