@@ -355,10 +355,11 @@ bool RampTiling(int64_t pi, int64_t max_block, int64_t max_diagonal,
     const int64_t rest = count - q;
     ColGroup g;
     // The last 7 columns (a map of 7, as ImageNet networks end with) in one
-    // ramp block of kOddBlock, diagonal or not (its one shared tap a
-    // template argument, RampBlocksOf in conv.inc: measured 1.05-1.25x
-    // faster than diagonal blocks of 4 on 9x9 to 27x27 filters over 7
-    // columns).
+    // ramp block of kOddBlock, diagonal or not (on AVX2 and AVX-512 its one
+    // shared tap a template argument, RampBlocksOf in conv.inc: measured
+    // 1.05-1.25x faster than diagonal blocks of 4 on 9x9 to 27x27 filters
+    // over 7 columns; the portable level's runtime ramp was 1.1x faster
+    // there too).
     if (rest == kOddBlock && kOddBlock < max_block &&
         RampBlock(*s, pi, q, rest, &g) && g.ramp()) {
       blocks.push_back(g);
