@@ -277,6 +277,30 @@ STREAMED_CASES = [
 ]
 
 
+# NCHW chunks take whole planes (MakeConvPlan in cc/kernels/cpu/conv.cc):
+# one channel block of planes too large for the staging budget, which then
+# run in bands of rows (a 3x3 and a strided, dilated 5x5, with a short last
+# block); many blocks of small planes per chunk (a multiplier's spread
+# among them), in both dtypes the staging widens.
+PLANE_CASES = [
+    cases.Case(f"{name}_{dtype}", x, f, s, "SAME", d, "NCHW", dtype)
+    for name, x, f, s, d in [
+        ("tall_3x3", (1, 300, 170, 20), (3, 3, 20, 1), (1, 1), (1, 1)),
+        ("tall_5x5_s2_d2", (1, 290, 181, 20), (5, 5, 20, 1), (2, 1), (1, 2)),
+        ("small_planes", (3, 7, 7, 72), (7, 7, 72, 1), (1, 1), (1, 1)),
+        ("small_planes_m2", (2, 6, 5, 40), (3, 3, 40, 2), (1, 1), (1, 1)),
+    ]
+    for dtype in ("float32", "bfloat16")
+]
+
+
+class PlanesTest(CheckMixin, parameterized.TestCase):
+
+  @parameterized.named_parameters(_named(PLANE_CASES))
+  def test_nchw_planes(self, op, case, isa):
+    self.check(op, case, isa)
+
+
 class StreamedStoresTest(CheckMixin, parameterized.TestCase):
 
   @parameterized.named_parameters(
