@@ -18,10 +18,11 @@ runs them. The layer total is the sum of the three ops.
 
 The driver interleaves every implementation of a case round by round, so
 machine noise hits them alike, and reports medians. It measures this machine's
-memory bandwidth (a large copy) and float32 peak (a large matmul) to give each
-case its roofline time (python/bench_model.py: useful flops, without taps over
-padding, and bytes of the op's three tensors), and checks every result
-against the float64 oracle (python/reference.py). dwop's 1- and 2-thread times
+memory bandwidth (a large copy) and float32 peak (a large matmul), both on
+every core, to give each case its roofline time (python/bench_model.py:
+useful flops, without taps over padding, and bytes of the op's three
+tensors), and checks every result against the float64 oracle
+(python/reference.py). dwop's 1- and 2-thread times
 come from the C ABI (dwop_<op>_cpu: the same kernels with an explicit thread
 count), and so does its extra memory for the filter gradient: in a fresh
 process per case, the peak resident memory of one two-thread call beyond what
@@ -41,6 +42,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -348,14 +350,26 @@ def measure_memory(case):
   return None if reply is None else reply["extra_mb"]
 
 
-def measure_bandwidth(size_mb=1024, repeats=5):
-  """Copy bandwidth in bytes/s: read + write of a large array, best of N."""
+def measure_bandwidth(size_mb=1024, repeats=7, threads=None):
+  """Copy bandwidth in bytes/s: read + write of a large array, best of N,
+  split over `threads` threads (default: every core, as the op's kernels run
+  and as the peak is measured). NumPy's copy releases the GIL; one thread
+  alone reaches about half of what two cores move on this project's VMs,
+  which made rooflines of memory-bound cases up to 2x too lenient."""
+  threads = threads or os.cpu_count() or 1
   src = np.ones(size_mb * 2**20 // 8)
   dst = np.empty_like(src)
+  bounds = [src.size * i // threads for i in range(threads + 1)]
+  parts = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
   best = float("inf")
   for _ in range(repeats):
+    workers = [threading.Thread(target=np.copyto, args=(dst[s], src[s]))
+               for s in parts]
     start = time.perf_counter()
-    np.copyto(dst, src)
+    for w in workers:
+      w.start()
+    for w in workers:
+      w.join()
     best = min(best, time.perf_counter() - start)
   return 2 * src.nbytes / best
 

@@ -72,7 +72,7 @@ def profile(layer, implementations, batch, reps):
     for name, functions in fns.items():
       for op, f in zip(OPS, functions):
         start = time.perf_counter()
-        f().numpy()
+        f()  # (eager CPU ops are synchronous; .numpy() would add a copy)
         times[(name, op)].append(time.perf_counter() - start)
   return {f"{name}_{op}": 1e3 * float(np.median(t))
           for (name, op), t in times.items()}
