@@ -22,11 +22,11 @@ memory bandwidth (a large copy) and float32 peak (a large matmul), both on
 every core, to give each case its roofline time (python/bench_model.py:
 useful flops, without taps over padding, and bytes of the op's three
 tensors), and checks every result against the float64 oracle
-(python/reference.py). dwop's 1- and 2-thread times
-come from the C ABI (dwop_<op>_cpu: the same kernels with an explicit thread
-count), and so does its extra memory for the filter gradient: in a fresh
-process per case, the peak resident memory of one two-thread call beyond what
-the process held before it, read from Linux's VmHWM after resetting it.
+(python/reference.py). dwop's 1- and 2-thread times come from the C ABI
+(dwop_<op>_cpu: the same kernels with an explicit thread count), and so does
+its extra memory for the filter gradient: in a fresh process per case, the
+peak resident memory of one two-thread call beyond what the process held
+before it, read from Linux's VmHWM after resetting it.
 
 Writes a table to stdout, and results.json, results.md (the tables in
 Markdown, for the README) and benchmark.png to --out. Exits 1 if any dwop

@@ -279,9 +279,10 @@ STREAMED_CASES = [
 
 # NCHW chunks take whole planes (MakeConvPlan in cc/kernels/cpu/conv.cc):
 # one channel block of planes too large for the staging budget, which then
-# run in bands of rows (a 3x3 and a strided, dilated 5x5, with a short last
-# block); many blocks of small planes per chunk (a multiplier's spread
-# among them), in both dtypes the staging widens.
+# run in bands of rows (a 3x3, and a 5x5 with row stride 2 and column
+# dilation 2, with a short last block); many blocks of small planes per
+# chunk (a multiplier's spread among them), in both dtypes the staging
+# widens.
 PLANE_CASES = [
     cases.Case(f"{name}_{dtype}", x, f, s, "SAME", d, "NCHW", dtype)
     for name, x, f, s, d in [

@@ -578,9 +578,9 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   // each chunk then reads and writes its planes front to back, streams the
   // hardware prefetchers follow, where a group of all channels and a band
   // of 8 rows read and wrote a few rows of each of hundreds of planes
-  // (1.5-2.7x slower on the benchmark's and other NCHW layers, one thread
-  // or two). Small planes lie close together anyway, and one block of
-  // them per chunk was up to 25% slower (7x7 maps, AVX2).
+  // (1.5-2.7x slower on float32 maps of 14x14 and larger, one thread or
+  // two). Small planes lie close together anyway, and one block of them
+  // per chunk was up to 25% slower (7x7 maps, AVX2).
   // (In floating point: a dilation may be huge.)
   const double filter_span = std::min(
       static_cast<double>(g.filter_rows) * static_cast<double>(g.dilation_rows),
