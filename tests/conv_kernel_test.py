@@ -264,7 +264,8 @@ class ConvKernelTest(CheckMixin, parameterized.TestCase):
 
 # Problems whose src and dst hold at least 64 MiB: an accumulator-typed NHWC
 # dst goes out with stores past the caches (ConvPlan::stream, kStreamBytes
-# in cc/kernels/cpu/conv.cc) where a vector fills a cache line (AVX-512).
+# in cc/kernels/cpu/conv.cc) where a vector fills a cache line (AVX-512), or
+# on any vector level where the L3 is smaller than that (AVX2's half lines).
 # A depth of whole lines, then a stride 2 input gradient (its phases write
 # every other pixel) and float64 (8 lanes a line).
 STREAMED_CASES = [

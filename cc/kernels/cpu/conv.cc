@@ -48,7 +48,9 @@ constexpr int64_t kPlaneGroupBytes = int64_t{64} << 10;
 // Src and dst bytes from which dst is stored past the caches
 // (ConvPlan::stream): measured on the benchmark's layers, a win from 64 MB
 // (72-154 MB: 1.1-2.6x), even to a loss at 30-50 MB, where a large
-// last-level cache still holds the output for the next op.
+// last-level cache still holds the output for the next op (the 2-core Xeon,
+// whose L3 the system reports as 480 MB). Where the L3 is smaller than
+// that, from its size (StreamFrom).
 constexpr double kStreamBytes = 64.0 * (1 << 20);
 
 // Row taps of every dst row, src rows as `slot` for now (BandRows remaps).
@@ -546,13 +548,21 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   const double bytes = static_cast<double>(AccumulatorSize(dtype)) *
                        (static_cast<double>(g.input_elements()) +
                         static_cast<double>(g.out_backprop_elements()));
-  // (Whole cache lines only: a vector that fills one, pixels that start
-  // on one. With AVX2's half-line vectors it was measured slower.)
+  // Pixels that start on a cache line, and a vector that fills one, or,
+  // where the L3 is smaller than kStreamBytes, half of one (AVX2: the
+  // register blocks store a line's two halves one channel block apart,
+  // which the write-combining buffers merge). Half lines measured slower on
+  // the Xeon with its 480 MB L3 from 64 MB; on the Zen 1 EPYC, whose 2-core
+  // share the system reports as 8 MB, AVX2 streaming from 12 MB was 1.1x to
+  // 1.6x faster (3x3 to 7x7 layers of 12 to 154 MB, forward and input
+  // gradient, both cores).
+  const double l3 = static_cast<double>(L3CacheBytes());
+  const bool small_l3 = l3 > 0 && l3 < kStreamBytes;
   p.stream = g.layout == Layout::kNHWC &&
              (dtype == DType::kFloat || dtype == DType::kDouble) &&
-             p.lanes * AccumulatorSize(dtype) == 64 &&
              p.dst_depth * AccumulatorSize(dtype) % 64 == 0 &&
-             bytes >= kStreamBytes;
+             (p.lanes * AccumulatorSize(dtype) == 64 || small_l3) &&
+             bytes >= (small_l3 ? l3 : kStreamBytes);
   MakeRowTaps(g, input_grad, s);
   MakePhases(g, input_grad, s);
   // Register blocks of 8 columns (16 measured slower on AVX-512: more edge

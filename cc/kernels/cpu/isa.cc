@@ -1,7 +1,8 @@
 // ISA detection and dispatch of the CPU backend: which instruction-set level
 // the CPU supports, which one DWOP_CPU_ISA asks for, and each level's name,
-// register budget and filter-gradient entry point. Compiled with the
-// baseline flags like the rest of the library.
+// register budget and filter-gradient entry point; and the size of the L3
+// the planners size streaming by. Compiled with the baseline flags like the
+// rest of the library.
 #include "cc/kernels/cpu/isa.h"
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "cc/kernels/cpu/cpu.h"
 #include "cc/kernels/cpu/plan.h"
@@ -78,6 +80,37 @@ Isa ActiveIsa() {
 }
 
 // Work estimates are doubles (a product of sizes may pass 2^63 on absurd but
+
+int64_t L3CacheBytes() {
+  static const int64_t bytes = [] {
+    int64_t found = 0;
+    for (int index = 0; index < 8; ++index) {
+      const std::string dir =
+          "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index);
+      FILE* level_file = std::fopen((dir + "/level").c_str(), "r");
+      if (level_file == nullptr) break;
+      int level = 0;
+      const bool read_level = std::fscanf(level_file, "%d", &level) == 1;
+      std::fclose(level_file);
+      if (!read_level || level != 3) continue;
+      FILE* size_file = std::fopen((dir + "/size").c_str(), "r");
+      if (size_file == nullptr) break;
+      long long size = 0;  // NOLINT(runtime/int): fscanf's %lld
+      char unit = 0;
+      const int fields = std::fscanf(size_file, "%lld%c", &size, &unit);
+      std::fclose(size_file);
+      if (fields >= 1 && size > 0) {
+        found = size * (unit == 'K'   ? 1 << 10
+                        : unit == 'M' ? 1 << 20
+                        : unit == 'G' ? 1 << 30
+                                      : 1);
+      }
+      break;
+    }
+    return found;
+  }();
+  return bytes;
+}
 
 const IsaInfo& InfoOf(Isa isa) { return *LevelOf(isa).info; }
 const char* NameOf(Isa isa) { return LevelOf(isa).name; }

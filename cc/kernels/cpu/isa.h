@@ -23,6 +23,12 @@ const char* NameOf(Isa isa);
 using RunChunkFn = void (*)(const Plan& plan, int64_t chunk, void* scratch);
 RunChunkFn RunChunkOf(Isa isa);
 
+// The last-level (L3) cache as the operating system reports it to this
+// process (Linux: /sys/devices/system/cpu/cpu0/cache, what lscpu shows; a
+// virtual machine's share there, where cpuid may give the host's), read
+// once; 0 where unknown.
+int64_t L3CacheBytes();
+
 }  // namespace cpu
 }  // namespace dwop
 
