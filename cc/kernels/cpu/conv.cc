@@ -50,7 +50,7 @@ constexpr int64_t kPlaneGroupBytes = int64_t{64} << 10;
 // (72-154 MB: 1.1-2.6x), even to a loss at 30-50 MB, where a large
 // last-level cache still holds the output for the next op (the 2-core Xeon,
 // whose L3 the system reports as 480 MB). Where the L3 is smaller than
-// that, from its size (StreamFrom).
+// that, from its size (MakeConvPlan).
 constexpr double kStreamBytes = 64.0 * (1 << 20);
 
 // Row taps of every dst row, src rows as `slot` for now (BandRows remaps).

@@ -79,8 +79,7 @@ Isa ActiveIsa() {
   return best;
 }
 
-// Work estimates are doubles (a product of sizes may pass 2^63 on absurd but
-
+// The first cache of level 3 that cpu0 lists; sizes come as "8192K".
 int64_t L3CacheBytes() {
   static const int64_t bytes = [] {
     int64_t found = 0;
