@@ -172,7 +172,10 @@ MULTIPLIER_CASES = [
 # one before (7x7 over 20 columns), a last block of 7 (maps of 7 and 15
 # columns under 3x3, 5x5 and 7x7 filters), a strided and dilated
 # forward (its taps move as far as its columns) whose strided input
-# gradient has a phase per column residue; in place and staged, both
+# gradient has a phase per column residue, dilations of a multiple of the
+# stride whose columns split into phases by residue (DilationPhases: stride
+# 1 and dilation 2 over 33 columns, stride 2 and dilation 6 over 50, whose
+# input gradient splits each stride phase in 3); in place and staged, both
 # layouts.
 RAMP_CASES = _variants([
         ("k31_on_40", (1, 6, 40, 20), (31, 31, 20, 1), (1, 1), "SAME",
@@ -194,6 +197,10 @@ RAMP_CASES = _variants([
         ("k29_on_16", (1, 5, 16, 16), (29, 29, 16, 1), (1, 1), "SAME",
          (1, 1)),
         ("k9_s2_d2", (1, 9, 40, 16), (9, 9, 16, 1), (2, 2), "SAME", (2, 2)),
+        ("k5_d2_on_33", (1, 6, 33, 24), (5, 5, 24, 1), (1, 1), "SAME",
+         (2, 2)),
+        ("k3_s2_d6_on_50", (1, 7, 50, 16), (3, 3, 16, 1), (2, 2), "SAME",
+         (6, 6)),
     ], [("NHWC", "float32"), ("NCHW", "float32"), ("NHWC", "bfloat16")])
 
 

@@ -43,6 +43,9 @@ constexpr int64_t kMinChunkWork = int64_t{1} << 15;
 // Dst rows per band at least (the src rows two bands share are staged
 // twice).
 constexpr int64_t kMinBandRows = 8;
+// Columns a phase split off by a dilation keeps at least: one register
+// block (DilationPhases).
+constexpr int64_t kMinDilationPhase = 8;
 // NCHW: bytes of staged src planes per group, at most (MakeConvPlan).
 constexpr int64_t kPlaneGroupBytes = int64_t{64} << 10;
 // Src and dst bytes from which dst is stored past the caches
@@ -186,19 +189,42 @@ int64_t Gcd(int64_t a, int64_t b) {
   return a;
 }
 
-// Forward: one phase, tap kw of output column q reads input column
-// q*stride + kw*dilation - pad. Input gradient: input columns of one residue
-// modulo the stride form a phase; the filter columns whose taps reach them
-// step by stride/gcd, the out_backprop columns back by dilation/gcd.
+// Into how many phases to split `count` columns whose src moves `step`
+// columns from one to the next and `tap_step` (> 0) from one tap to the next:
+// m = tap_step / step where that is a whole number above 1 and every phase
+// keeps kMinDilationPhase columns. The columns of one residue modulo m then
+// move as far along src as their taps (a dilation of m times the stride),
+// so a register block shares its src loads (SharedRows, ramp blocks), where
+// a block of the unsplit phase loads src for every FMA: measured 1.28x and
+// 1.30x faster on DeepLab's 3x3 with dilation 2 (33x33x728), forward and
+// input gradient, AVX2, 2 threads. (Phases of a few columns, ASPP's
+// dilation 12 on 33 columns, would go singly, one src load per FMA still.)
+int64_t DilationPhases(int64_t step, int64_t tap_step, int64_t count) {
+  if (step <= 0 || tap_step <= step || tap_step % step != 0) return 1;
+  const int64_t m = tap_step / step;
+  return count / kMinDilationPhase >= m ? m : 1;
+}
+
+// Forward: tap kw of output column q reads input column q*stride +
+// kw*dilation - pad; the columns of one residue modulo DilationPhases form
+// a phase. Input gradient: input columns of one residue modulo the stride
+// form a phase; the filter columns whose taps reach them step by
+// stride/gcd, the out_backprop columns back by dilation/gcd; each phase
+// split again by DilationPhases.
 void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
   s->phases.clear();
   const int64_t dst_cols = input_grad ? g.in_cols : g.out_cols;
   s->tap_lo.assign(dst_cols, 0);
   s->tap_hi.assign(dst_cols, 0);
   if (!input_grad) {
-    AddPhase(ColPhase{0, 1, g.out_cols, -g.pad_left, g.stride_cols,
-                      g.dilation_cols, 0, 1},
-             g.filter_cols, g.in_cols, s);
+    const int64_t m =
+        DilationPhases(g.stride_cols, g.dilation_cols, g.out_cols);
+    for (int64_t rho = 0; rho < m; ++rho) {
+      AddPhase(ColPhase{rho, m, CeilDiv(g.out_cols - rho, m),
+                        rho * g.stride_cols - g.pad_left, m * g.stride_cols,
+                        g.dilation_cols, 0, 1},
+               g.filter_cols, g.in_cols, s);
+    }
     return;
   }
   const std::vector<Range> valid =
@@ -226,7 +252,14 @@ void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
       }
       ++taps;
     }
-    AddPhase(ph, taps, g.out_cols, s);
+    const int64_t m = DilationPhases(ph.src_step, -ph.tap_src_step, ph.count);
+    for (int64_t sigma = 0; sigma < m; ++sigma) {
+      AddPhase(ColPhase{ph.dst_begin + sigma * ph.dst_step, m * ph.dst_step,
+                        CeilDiv(ph.count - sigma, m), ph.src_begin + sigma,
+                        m * ph.src_step, ph.tap_src_step, ph.filter_begin,
+                        ph.filter_step},
+               taps, g.out_cols, s);
+    }
   }
 }
 
