@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -205,26 +206,35 @@ int64_t DilationPhases(int64_t step, int64_t tap_step, int64_t count) {
   return count / kMinDilationPhase >= m ? m : 1;
 }
 
+// Phase ph split by DilationPhases (its taps stepping either way): phase
+// sigma takes its columns sigma, sigma + m, ..., each appended with AddPhase.
+void AddDilationPhases(const ColPhase& ph, int64_t taps, int64_t src_cols,
+                       ConvPlanStorage* s) {
+  const int64_t m =
+      DilationPhases(ph.src_step, std::abs(ph.tap_src_step), ph.count);
+  for (int64_t sigma = 0; sigma < m; ++sigma) {
+    AddPhase(ColPhase{ph.dst_begin + sigma * ph.dst_step, m * ph.dst_step,
+                      CeilDiv(ph.count - sigma, m),
+                      ph.src_begin + sigma * ph.src_step, m * ph.src_step,
+                      ph.tap_src_step, ph.filter_begin, ph.filter_step},
+             taps, src_cols, s);
+  }
+}
+
 // Forward: tap kw of output column q reads input column q*stride +
-// kw*dilation - pad; the columns of one residue modulo DilationPhases form
-// a phase. Input gradient: input columns of one residue modulo the stride
-// form a phase; the filter columns whose taps reach them step by
-// stride/gcd, the out_backprop columns back by dilation/gcd; each phase
-// split again by DilationPhases.
+// kw*dilation - pad, one phase split by AddDilationPhases. Input gradient:
+// input columns of one residue modulo the stride form a phase; the filter
+// columns whose taps reach them step by stride/gcd, the out_backprop columns
+// back by dilation/gcd; each phase split again by AddDilationPhases.
 void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
   s->phases.clear();
   const int64_t dst_cols = input_grad ? g.in_cols : g.out_cols;
   s->tap_lo.assign(dst_cols, 0);
   s->tap_hi.assign(dst_cols, 0);
   if (!input_grad) {
-    const int64_t m =
-        DilationPhases(g.stride_cols, g.dilation_cols, g.out_cols);
-    for (int64_t rho = 0; rho < m; ++rho) {
-      AddPhase(ColPhase{rho, m, CeilDiv(g.out_cols - rho, m),
-                        rho * g.stride_cols - g.pad_left, m * g.stride_cols,
-                        g.dilation_cols, 0, 1},
-               g.filter_cols, g.in_cols, s);
-    }
+    AddDilationPhases(ColPhase{0, 1, g.out_cols, -g.pad_left, g.stride_cols,
+                               g.dilation_cols, 0, 1},
+                      g.filter_cols, g.in_cols, s);
     return;
   }
   const std::vector<Range> valid =
@@ -252,14 +262,7 @@ void MakePhases(const Geometry& g, bool input_grad, ConvPlanStorage* s) {
       }
       ++taps;
     }
-    const int64_t m = DilationPhases(ph.src_step, -ph.tap_src_step, ph.count);
-    for (int64_t sigma = 0; sigma < m; ++sigma) {
-      AddPhase(ColPhase{ph.dst_begin + sigma * ph.dst_step, m * ph.dst_step,
-                        CeilDiv(ph.count - sigma, m), ph.src_begin + sigma,
-                        m * ph.src_step, ph.tap_src_step, ph.filter_begin,
-                        ph.filter_step},
-               taps, g.out_cols, s);
-    }
+    AddDilationPhases(ph, taps, g.out_cols, s);
   }
 }
 
