@@ -7,7 +7,9 @@
 // filter. The input gradient is the forward of out_backprop with the filter
 // flipped, which for strides > 1 splits into phases (residues of the input
 // column modulo the stride) each with its own arithmetic progression of
-// filter columns; rows are listed tap by tap. So one kernel runs both:
+// filter columns, run from the last down so that src is read left to right
+// as in the forward (tap_src_step > 0); rows are listed tap by tap. So one
+// kernel runs both:
 //
 //   dst[n, r, col, k] = sum over RowTap (slot, slice) of dst row r,
 //                       sum over t in [tap_lo[col], tap_hi[col]) of
@@ -37,7 +39,7 @@ struct RowTap {
 // t * tap_src_step with filter column filter_begin + t * filter_step, for t
 // in [tap_lo[col], tap_hi[col]) (ConvPlan): the taps whose src columns lie
 // inside the tensor (empty: the column is zero). The ranges are monotone in
-// q.
+// q. src_step, tap_src_step > 0; filter_step < 0 in the input gradient.
 struct ColPhase {
   int64_t dst_begin, dst_step, count;
   int64_t src_begin, src_step, tap_src_step;
@@ -49,15 +51,14 @@ struct ColPhase {
 // 1; each column's other taps added on), or one column (width 1) with its
 // own taps [lo, hi). A diagonal block (a filter about as wide as the map)
 // instead has columns whose taps shift by one from column to column, all
-// reading the same src pixels: column b's taps are [lo - b, hi - b)
-// (forward) or [lo + b, hi + b) (the input gradient's back step). A ramp
-// block (the edges of a map wider than the filter, or not much narrower)
-// has columns whose taps reach beyond the common [lo, hi), one tap more per
-// column up to low_taps below lo and high_taps from hi: column b has
-// min(b, low_taps) taps below lo and min(width - 1 - b, high_taps) from hi
-// (forward), min(width - 1 - b, low_taps) and min(b, high_taps) (input
-// gradient, whose taps step back). Depends on the geometry only: the
-// planner lists them once for every row.
+// reading the same src pixels: column b's taps are [lo - b, hi - b). A
+// ramp block (the edges of a map wider than the filter, or not much
+// narrower) has columns whose taps reach beyond the common [lo, hi), one
+// tap more per column up to low_taps below lo and high_taps from hi: column
+// b has min(b, low_taps) taps below lo and min(width - 1 - b, high_taps)
+// from hi. Both need taps that move as far along src as the columns
+// (tap_src_step == src_step). Depends on the geometry only: the planner
+// lists them once for every row.
 struct ColGroup {
   int64_t phase, q, width, lo, hi;
   bool diagonal = false;
