@@ -556,9 +556,19 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   // of the row: measured 6-18% faster there (29x29 filters on 20x20 and
   // 28x28 maps of 256 channels), where in place was 7-44% faster on every
   // other layer with such pixels (7x7 on 7x7x768 and 28x28x768, 3x3 on
-  // 28x28x256 and 56x56x256, 27x27 on 14x14x512).
-  const bool aliased = p.src_depth * DTypeSize(dtype) % 1024 == 0 &&
-                       g.filter_cols > p.src_cols && p.src_cols >= 16;
+  // 28x28x256 and 56x56x256, 27x27 on 14x14x512; a Xeon). And staged
+  // wherever the pixels lie a multiple of 4 KiB apart: every pixel then
+  // falls in the same L1 set, whose 8 to 12 ways hold fewer lines than a
+  // register block reads (a 3x3 block of 8 columns: 30), so in place the
+  // loads miss L1 (AVX2 EPYC, 2 threads, staged: DeepLab's ASPP, 3x3 with
+  // dilation 12 on 33x33x2048, 3.0x faster; 3x3 on 14x14x2048 1.66x and
+  // 1.04x, forward and input gradient; 13x13 on 7x7x1024 1.20x and 0.98x;
+  // 3x3 on 7x7x1024 1.20x and 1.58x; float64 and half and bfloat16 pixels
+  // of 4 and 8 KiB 0.96x to 1.65x).
+  const int64_t pixel_bytes = p.src_depth * DTypeSize(dtype);
+  const bool aliased = (pixel_bytes % 1024 == 0 && g.filter_cols > p.src_cols &&
+                        p.src_cols >= 16) ||
+                       pixel_bytes % 4096 == 0;
   p.direct = g.layout == Layout::kNHWC && g.depth_multiplier == 1 &&
              (dtype == DType::kFloat || dtype == DType::kDouble ||
               isa != Isa::kGeneric) &&
