@@ -199,8 +199,8 @@ int64_t DilationPhases(int64_t step, int64_t tap_step, int64_t count) {
   return count / kMinDilationPhase >= m ? m : 1;
 }
 
-// Phase ph split by DilationPhases: phase
-// sigma takes its columns sigma, sigma + m, ..., each appended with AddPhase.
+// Phase ph split by DilationPhases: phase sigma takes its columns sigma,
+// sigma + m, ..., each appended with AddPhase.
 void AddDilationPhases(const ColPhase& ph, int64_t taps, int64_t src_cols,
                        ConvPlanStorage* s) {
   const int64_t m = DilationPhases(ph.src_step, ph.tap_src_step, ph.count);
