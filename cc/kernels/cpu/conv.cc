@@ -379,7 +379,7 @@ bool RampTiling(int64_t pi, int64_t max_block, int64_t max_diagonal,
     ColGroup g;
     // The last 7 columns (a map of 7, as ImageNet networks end with) in one
     // ramp block of kOddBlock, diagonal or not (on AVX2 and AVX-512 its one
-    // shared tap a template argument, RampBlocksOf in conv.inc: measured
+    // shared tap a template argument, RampBlocks in conv.inc: measured
     // 1.05-1.25x faster than diagonal blocks of 4 on 9x9 to 27x27 filters
     // over 7 columns; the portable level's runtime ramp was 1.1x faster
     // there too).
