@@ -163,6 +163,30 @@ MULTIPLIER_CASES = [
 ]
 
 
+# The forward of a depth multiplier of 2, float32, read in place as pairs
+# (ConvPlan::pairs): 4 channels (one AVX2 block; staged on AVX-512), 8 (one
+# block of either), 12 (three AVX2 blocks; staged on AVX-512: one block and
+# a tail), 20 (five AVX2 blocks; two AVX-512 blocks and a staged tail),
+# 6 (staged: one AVX2 block and a tail), through every kind of column
+# block, and EEGNet's 64x1 filter.
+PAIR_CASES = [
+    cases.Case(name, x, f, s, p, d)
+    for name, x, f, s, p, d in [
+        ("k3_c4", (2, 9, 21, 4), (3, 3, 4, 2), (1, 1), "SAME", (1, 1)),
+        ("k5_s2_c8", (1, 15, 17, 8), (5, 5, 8, 2), (2, 2), "SAME", (1, 1)),
+        ("k7_d2_c12", (1, 12, 19, 12), (7, 7, 12, 2), (1, 1),
+         ((3, 5), (0, 6)), (2, 2)),
+        ("k13_on_7x7_c20", (2, 7, 7, 20), (13, 13, 20, 2), (1, 1), "SAME",
+         (1, 1)),
+        ("k31_on_14x14_c8", (1, 14, 14, 8), (31, 31, 8, 2), (1, 1), "SAME",
+         (1, 1)),
+        ("k3_c6", (1, 10, 11, 6), (3, 3, 6, 2), (1, 2), "SAME", (1, 1)),
+        ("eegnet_k64x1_c8", (2, 64, 40, 8), (64, 1, 8, 2), (1, 1), "VALID",
+         (1, 1)),
+    ]
+]
+
+
 # Every column in register blocks (RampTiling in cc/kernels/cpu/conv.cc):
 # ramp blocks with taps beyond the common ones at one end or both
 # (ColGroup::low_taps, high_taps), up to 7 (31x31 over 40 columns, 13x13
@@ -251,6 +275,10 @@ class ConvKernelTest(CheckMixin, parameterized.TestCase):
 
   @parameterized.named_parameters(_named(MULTIPLIER_CASES))
   def test_depth_multiplier_spread(self, op, case, isa):
+    self.check(op, case, isa)
+
+  @parameterized.named_parameters(_named(PAIR_CASES))
+  def test_depth_multiplier_pairs(self, op, case, isa):
     self.check(op, case, isa)
 
   @parameterized.named_parameters(_named(cpu_kernel_test.EXTENT_CASES))

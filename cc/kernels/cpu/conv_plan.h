@@ -101,6 +101,13 @@ struct ConvPlan {
   // short of lanes, which alone is staged (one block per slot); slot = row
   // index in the band.
   bool direct = false;
+  // The forward of a depth multiplier of 2, float32, read in place too
+  // (direct): a block's L lanes hold its L/2 src channels twice over, lane
+  // j channel j % (L/2) with multiplier j / (L/2), one broadcast load per
+  // src vector (SimdBase::LoadPairs); the filter is packed in that lane
+  // order and the sums go back to channel order as they are stored
+  // (Unpair), once per output vector rather than once per tap.
+  bool pairs = false;
   // Whole channel blocks of an accumulator-typed NHWC dst go out with
   // non-temporal stores (the traits' Stream): on problems far larger than
   // the caches, where the output would not stay in them anyway, that saves
