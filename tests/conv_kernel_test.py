@@ -167,8 +167,10 @@ MULTIPLIER_CASES = [
 # (ConvPlan::pairs): 4 channels (one AVX2 block; staged on AVX-512), 8 (one
 # block of either), 12 (three AVX2 blocks; staged on AVX-512: one block and
 # a tail), 20 (five AVX2 blocks; two AVX-512 blocks and a staged tail),
-# 6 (staged: one AVX2 block and a tail), through every kind of column
-# block, and EEGNet's 64x1 filter.
+# 6 (staged: one AVX2 block and a tail), 9 and 13 (AVX2 and portable blocks
+# and a staged tail), 64 (groups of blocks that start past the first,
+# several chunks), through every kind of column block, and EEGNet's 64x1
+# filter.
 PAIR_CASES = [
     cases.Case(name, x, f, s, p, d)
     for name, x, f, s, p, d in [
@@ -182,6 +184,11 @@ PAIR_CASES = [
          (1, 1)),
         ("k3_c6", (1, 10, 11, 6), (3, 3, 6, 2), (1, 2), "SAME", (1, 1)),
         ("eegnet_k64x1_c8", (2, 64, 40, 8), (64, 1, 8, 2), (1, 1), "VALID",
+         (1, 1)),
+        ("k3_c9_tail", (1, 10, 12, 9), (3, 3, 9, 2), (1, 1), "SAME", (1, 1)),
+        ("k5_s2x1_c13_tail", (1, 9, 23, 13), (5, 5, 13, 2), (2, 1), "SAME",
+         (1, 1)),
+        ("k3_c64_groups", (1, 64, 64, 64), (3, 3, 64, 2), (1, 1), "SAME",
          (1, 1)),
     ]
 ]
@@ -302,7 +309,9 @@ class ConvKernelTest(CheckMixin, parameterized.TestCase):
 # in cc/kernels/cpu/conv.cc) where a vector fills a cache line (AVX-512), or
 # on any vector level where the L3 is smaller than that (AVX2's half lines).
 # A depth of whole lines, then a stride 2 input gradient (its phases write
-# every other pixel) and float64 (8 lanes a line).
+# every other pixel), float64 (8 lanes a line) and a depth multiplier of 2
+# read as pairs (ConvPlan::pairs: sums put back in channel order, then
+# streamed).
 STREAMED_CASES = [
     cases.Case("streamed_3x3", (1, 520, 520, 32), (3, 3, 32, 1), (1, 1),
                "SAME", (1, 1)),
@@ -310,6 +319,8 @@ STREAMED_CASES = [
                "SAME", (1, 1)),
     cases.Case("streamed_float64", (1, 370, 370, 32), (3, 3, 32, 1), (1, 1),
                "SAME", (1, 1), "NHWC", "float64"),
+    cases.Case("streamed_pairs", (1, 420, 420, 32), (3, 3, 32, 2), (1, 1),
+               "SAME", (1, 1)),
 ]
 
 

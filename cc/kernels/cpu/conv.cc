@@ -504,10 +504,15 @@ void SizeScratch(ConvPlan& p, int64_t slots) {
   }
   p.out_row_elems = p.layout == Layout::kNCHW ? G * p.dst_cols * L : 0;
   if (p.direct) {
-    // Only a last channel block short of lanes is staged.
+    // Only a last channel block short of lanes is staged (pairs: through
+    // the expansion of one block's channels).
     const bool tail = p.dst_depth % L != 0;
     p.max_band_slots = tail ? slots : 0;
     p.slot_stride = tail ? p.src_cols * L : 0;
+    p.expand_elems =
+        tail && p.multiplier > 1
+            ? (CeilDiv(CeilDiv(L, p.multiplier) + L, L) + 1) * L * p.src_cols
+            : 0;
   }
   p.scratch_bytes =
       2 * p.max_row_taps * static_cast<int64_t>(sizeof(void*)) +

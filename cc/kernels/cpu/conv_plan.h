@@ -96,10 +96,10 @@ struct ConvPlan {
   const int64_t* band_first = nullptr;  // [num_bands + 1]
   int64_t max_band_slots = 0;           // slots of the largest band
   int64_t max_row_taps = 0;             // taps of the dst row with most
-  // The kernels read src in place (NHWC without a multiplier; half and
-  // bfloat16 widened as they are loaded), all but a last channel block
-  // short of lanes, which alone is staged (one block per slot); slot = row
-  // index in the band.
+  // The kernels read src in place (NHWC without a multiplier, or as pairs,
+  // below; half and bfloat16 widened as they are loaded), all but a last
+  // channel block short of lanes, which alone is staged (one block per
+  // slot); slot = row index in the band.
   bool direct = false;
   // The forward of a depth multiplier of 2, float32, read in place too
   // (direct): a block's L lanes hold its L/2 src channels twice over, lane
