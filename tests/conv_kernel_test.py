@@ -171,9 +171,7 @@ MULTIPLIER_CASES = [
 # and a staged tail), 64 (groups of blocks that start past the first,
 # several chunks), through every kind of column block, and EEGNet's 64x1
 # filter.
-PAIR_CASES = [
-    cases.Case(name, x, f, s, p, d)
-    for name, x, f, s, p, d in [
+PAIR_CASES = _variants([
         ("k3_c4", (2, 9, 21, 4), (3, 3, 4, 2), (1, 1), "SAME", (1, 1)),
         ("k5_s2_c8", (1, 15, 17, 8), (5, 5, 8, 2), (2, 2), "SAME", (1, 1)),
         ("k7_d2_c12", (1, 12, 19, 12), (7, 7, 12, 2), (1, 1),
@@ -190,8 +188,7 @@ PAIR_CASES = [
          (1, 1)),
         ("k3_c64_groups", (1, 64, 64, 64), (3, 3, 64, 2), (1, 1), "SAME",
          (1, 1)),
-    ]
-]
+    ], [("NHWC", "float32")])
 
 
 # Every column in register blocks (RampTiling in cc/kernels/cpu/conv.cc):
