@@ -171,7 +171,8 @@ TEST_FAST := tests/cabi_test.py $(wildcard tests/*kernel_test.py) \
 TEST_FAST_FILTER := not tensorflow_sample and not test_corpus0 \
                     and not GpuRegistrationTest \
                     and not test_availability_is_consistent
-test-fast: cabi
+# (.venv too, unless PY names another interpreter: a fresh clone has none.)
+test-fast: cabi $(if $(filter $(VENV)/bin/python,$(PY)),venv)
 	$(PY) -m pytest -q -k "$(TEST_FAST_FILTER)" $(TEST_FAST)
 
 # The flags each build step gets (tools/build_flags.bzl, through flags.mk).
