@@ -40,6 +40,8 @@ def _cpu_only():
 
 
 def _tuple(value, rank):
+  if value is None:  # (as TensorFlow takes it: 1)
+    value = 1
   if isinstance(value, int):
     return (value,) * rank
   return tuple(int(v) for v in value)
@@ -64,7 +66,7 @@ def keras_conv(inputs, depthwise_kernel, pointwise_kernel, strides, padding,
     strides: int or tuple, one per spatial dimension.
     padding: "valid" or "same" (any case).
     data_format: "channels_last" or "channels_first" (None: Keras' default).
-    dilation_rate: int or tuple, one per spatial dimension.
+    dilation_rate: int or tuple, one per spatial dimension (None: 1).
 
   Returns:
     The output, in `data_format`.
@@ -79,6 +81,16 @@ def keras_conv(inputs, depthwise_kernel, pointwise_kernel, strides, padding,
   if rank not in (1, 2):
     raise ValueError(f"dwop routes 1-D and 2-D convolutions; inputs have rank "
                      f"{len(inputs.shape)}.")
+  # Keras' own checks, with its own errors (ValueError), as stock raises them.
+  check_channels = getattr(
+      importlib.import_module("keras.src.backend.common.backend_utils"),
+      "check_conv_input_channels", None)
+  if check_channels is not None:
+    check_channels(inputs, depthwise_kernel, data_format)
+  if padding.lower() not in ("valid", "same"):
+    raise ValueError(f"`padding` must be 'valid' or 'same' (a causal "
+                     f"convolution is padded by its layer); received "
+                     f"padding={padding!r}.")
   strides, dilation_rate = _tuple(strides, rank), _tuple(dilation_rate, rank)
   channels_first = data_format == "channels_first"
   if rank == 1:

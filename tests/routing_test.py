@@ -133,6 +133,9 @@ def _functional_cases():
   def keras_conv_grouped(x, w):
     return keras.ops.conv(x, w, padding="same")
 
+  def keras_depthwise_no_dilation(x, w):  # None: as TensorFlow takes it, 1
+    return keras.ops.depthwise_conv(x, w, padding="same", dilation_rate=None)
+
   def tf_depthwise(x, w):
     return tf.nn.depthwise_conv2d(x, w, [1, 1, 1, 1], "SAME", dilations=[2, 1])
 
@@ -146,6 +149,8 @@ def _functional_cases():
        [(3, 3, 4, 1), (1, 1, 4, 6)], True),
       ("keras_ops_conv_groups", keras_conv_grouped, (2, 9, 8, 4),
        [(3, 3, 1, 8)], False),
+      ("keras_ops_depthwise_conv_dilation_none", keras_depthwise_no_dilation,
+       (2, 9, 8, 4), [(3, 3, 4, 1)], False),
       ("tf_nn_depthwise_conv2d", tf_depthwise, (2, 9, 8, 4),
        [(3, 3, 4, 2)], False),
       ("tf_nn_separable_conv2d", tf_separable, (2, 9, 8, 4),
@@ -210,6 +215,24 @@ class LayerRoutingTest(RoutingTestCase):
     self.assertStock(graph_ops(tf.function(step), x))
     for stock, routed in zip(stock_values, routed_values):
       self.assertAllClose(stock, routed, atol=1e-4, rtol=1e-4)
+
+  @parameterized.named_parameters(
+      ("channel_mismatch", lambda x, w: keras.ops.depthwise_conv(x, w),
+       (3, 3, 5, 1)),
+      ("channel_mismatch_separable",
+       lambda x, w: keras.ops.separable_conv(x, w, tf.ones((1, 1, 5, 2))),
+       (3, 3, 5, 1)),
+      ("causal", lambda x, w: keras.ops.conv(x, w, padding="causal"),
+       (3, 3, 1, 8)),
+  )
+  def test_keras_errors_as_stock(self, fn, kernel_shape):
+    # Keras' own checks raise ValueError before any op runs; routed too.
+    x, w = _random((2, 9, 8, 4)), _random(kernel_shape)
+    with self.assertRaises(ValueError) as stock:
+      fn(x, w)
+    with dwop.enabled(), self.assertRaises(ValueError) as routed:
+      fn(x, w)
+    self.assertEqual(type(stock.exception), type(routed.exception))
 
   @parameterized.named_parameters(
       ("groups_1", {"filters": 8, "kernel_size": 3, "groups": 1}),
