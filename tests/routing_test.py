@@ -666,17 +666,20 @@ class BenchE2eTest(absltest.TestCase):
     result = testing.run_python(f"""
         import sys
         import bench_e2e
-        sys.exit(bench_e2e.main(["--quick", "--models", "replknet",
+        sys.exit(bench_e2e.main(["--quick", "--models",
+                                 "replknet,mobilenetv3small",
                                  "--size", "32", "--no-torch",
                                  "--out", {out!r}]))
         """)
     self.assertEqual(result.returncode, 0, result.stderr[-4000:])
     self.assertIn("replknet", result.stdout)
+    self.assertIn("mobilenetv3small", result.stdout)  # an extra model
     with open(os.path.join(out, "results.json")) as f:
-      results = json.load(f)["results"]["replknet"]
-    self.assertGreater(results["speedup"], 0)
-    self.assertContainsSubset(DWOP_OPS, set(results["dwop_ops"]))
-    self.assertEmpty(set(results["dwop_ops"]) & TF_DEPTHWISE_OPS)
+      all_results = json.load(f)["results"]
+    for results in all_results.values():
+      self.assertGreater(results["speedup"], 0)
+      self.assertContainsSubset(DWOP_OPS, set(results["dwop_ops"]))
+      self.assertEmpty(set(results["dwop_ops"]) & TF_DEPTHWISE_OPS)
     self.assertTrue(os.path.exists(os.path.join(out, "e2e.png")))
 
 
