@@ -307,6 +307,11 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None,  # pylin
                       scope)
 
 
+def cpu_only():
+  """Whether every visible device is a CPU."""
+  return all(d.device_type == "CPU" for d in tf.config.list_logical_devices())
+
+
 def separable_conv2d(input, depthwise_filter, pointwise_filter, strides,  # pylint: disable=redefined-builtin
                      padding, data_format=None, dilations=None, name=None):
   """2-D convolution with separable filters; dwop computes the depthwise part.
@@ -326,7 +331,9 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides,  # pyli
       dimension of `input`.
     padding: "SAME", "VALID", or a list of 4 `[before, after]` pairs in
       data_format order; applies to the depthwise convolution.
-    data_format: The data format of `input`: "NHWC" (default) or "NCHW".
+    data_format: The data format of `input`: "NHWC" (default) or "NCHW"
+      (also where only CPUs are visible, whose `tf.nn.conv2d` refuses it: the
+      1x1 convolution then runs in NHWC between transposes).
     dilations: 1-D of size 2. The dilation rate of the depthwise convolution;
       any positive rates, with any strides.
     name: A name for this operation (optional).
@@ -353,6 +360,12 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides,  # pyli
     pointwise_shape.dims[1].assert_is_compatible_with(1)
     depthwise = _depthwise(input, depthwise_filter, strides, padding,
                            data_format, dilations, "depthwise")
+    if data_format == "NCHW" and cpu_only():
+      # TensorFlow's CPU Conv2D (and its gradients) refuse NCHW, where
+      # dwop's depthwise op takes it: only the 1x1 mix goes through NHWC.
+      mixed = tf.nn.conv2d(tf.transpose(depthwise, [0, 2, 3, 1]),
+                           pointwise_filter, [1, 1, 1, 1], padding="VALID")
+      return tf.transpose(mixed, [0, 3, 1, 2], name=scope)
     return tf.nn.conv2d(depthwise, pointwise_filter, [1, 1, 1, 1],
                         padding="VALID", data_format=data_format or "NHWC",
                         name=scope)

@@ -35,10 +35,6 @@ from dwop import _grad
 from dwop import _ops
 
 
-def _cpu_only():
-  return all(d.device_type == "CPU" for d in tf.config.list_logical_devices())
-
-
 def _tuple(value, rank):
   if value is None:  # (as TensorFlow takes it: 1)
     value = 1
@@ -109,7 +105,7 @@ def keras_conv(inputs, depthwise_kernel, pointwise_kernel, strides, padding,
 def _conv2d(inputs, depthwise_kernel, pointwise_kernel, strides, padding,
             channels_first, dilation_rate):
   decompose = any(s > 1 for s in strides) and any(d > 1 for d in dilation_rate)
-  transpose = channels_first and (decompose or _cpu_only())
+  transpose = channels_first and (decompose or _ops.cpu_only())
   if transpose:
     inputs = tf.transpose(inputs, [0, 2, 3, 1])
   if decompose:

@@ -318,6 +318,33 @@ class DepthwiseConv2dTest(DwopTestCase):
     for e, g in zip(expected, got):
       self.assertAllClose(e, g, rtol=1e-12, atol=1e-12)
 
+  def test_separable_nchw(self):
+    # Where TensorFlow's CPU Conv2D refuses NCHW (its separable_conv2d too),
+    # dwop's runs: the NHWC result, transposed, and its gradients.
+    case = ROUTE_CASES[3]
+    x, _ = case.random_inputs(seed=17)
+    rng = np.random.default_rng(18)
+    depthwise = rng.standard_normal(case.filter)
+    pointwise = rng.standard_normal((1, 1, case.filter[2] * case.filter[3], 4))
+    to_nchw = lambda a: tf.transpose(a, [0, 3, 1, 2])
+    inputs = [tf.constant(a) for a in (x, depthwise, pointwise)]
+    nchw_inputs = [to_nchw(inputs[0])] + inputs[1:]
+    strides, dilations = list(case.tf_strides), list(case.dilations)
+    nchw_strides = [1, 1] + strides[1:3]
+    y = dwop.separable_conv2d(*inputs, strides, "SAME", dilations=dilations)
+    y_nchw = dwop.separable_conv2d(*nchw_inputs, nchw_strides, "SAME",
+                                   data_format="NCHW", dilations=dilations)
+    self.assertAllClose(to_nchw(y), y_nchw, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    expected = gradients(lambda *a: dwop.separable_conv2d(
+        *a, strides, "SAME", dilations=dilations), inputs, dy, "eager")
+    got = gradients(lambda *a: dwop.separable_conv2d(
+        *a, nchw_strides, "SAME", data_format="NCHW", dilations=dilations),
+                    nchw_inputs, to_nchw(dy), "eager")
+    self.assertAllClose(to_nchw(expected[0]), got[0], rtol=1e-12, atol=1e-12)
+    for e, g in zip(expected[1:], got[1:]):
+      self.assertAllClose(e, g, rtol=1e-12, atol=1e-12)
+
   def test_stride_with_dilation_is_computed_as_defined(self):
     """Where tf.nn.depthwise_conv2d warns and computes a wrong-sized
     convolution (tests/tf_defects_test.py), dwop's is right."""
