@@ -12,7 +12,8 @@ call time:
   `Conv1D/Conv2D` with `groups` equal to the input channels (any depth
   multiplier; other convolutions go to Keras' own function untouched);
 * `tf.nn.depthwise_conv2d` and `tf.nn.separable_conv2d` (the v2 API module
-  and `tf.compat.v2.nn`).
+  and `tf.compat.v2.nn`), and `tf.compat.v1.nn`'s, which take `rate` for
+  the dilations too.
 
 The replacements call `dwop.depthwise_conv2d` / `dwop.separable_conv2d`, so
 the forward, input gradient and filter gradient are dwop's ops. Inside XLA
@@ -77,10 +78,10 @@ def keras_conv(inputs, depthwise_kernel, pointwise_kernel, strides, padding,
   if rank not in (1, 2):
     raise ValueError(f"dwop routes 1-D and 2-D convolutions; inputs have rank "
                      f"{len(inputs.shape)}.")
-  # Keras' own checks, with its own errors (ValueError), as stock raises them.
-  check_channels = getattr(
-      importlib.import_module("keras.src.backend.common.backend_utils"),
-      "check_conv_input_channels", None)
+  # Keras' own checks, with its own errors (ValueError), as stock raises them
+  # (the channel check where this Keras has it).
+  from keras.src.backend.common import backend_utils  # pylint: disable=g-import-not-at-top
+  check_channels = getattr(backend_utils, "check_conv_input_channels", None)
   if check_channels is not None:
     check_channels(inputs, depthwise_kernel, data_format)
   if padding.lower() not in ("valid", "same"):
@@ -168,6 +169,7 @@ def grouped_to_depthwise(kernel, channels, multiplier):
 
 _KERAS_NN = "keras.src.backend.tensorflow.nn"
 _TF_NN = ("tensorflow._api.v2.nn", "tensorflow._api.v2.compat.v2.nn")
+_TF_V1_NN = "tensorflow._api.v2.compat.v1.nn"
 
 
 def _module(name):
@@ -246,6 +248,38 @@ def _tf_separable_conv2d(module_name):
   return separable_conv2d
 
 
+def _v1_dilations(rate, dilations):
+  """The dilations of a `tf.compat.v1.nn` call, which may name them `rate`."""
+  if rate is not None and dilations is not None:
+    raise ValueError("Cannot specify both 'dilations' and 'rate'.")
+  return dilations if rate is None else rate
+
+
+def _tf_v1_depthwise_conv2d(input, filter, strides, padding, rate=None,  # pylint: disable=redefined-builtin
+                            name=None, data_format=None, dilations=None):
+  if _grad.in_xla_context():
+    return _stock_fn(_TF_V1_NN, "depthwise_conv2d")(
+        input, filter, strides, padding, rate=rate, name=name,
+        data_format=data_format, dilations=dilations)
+  return _ops.depthwise_conv2d(input, filter, strides, padding,
+                               data_format=data_format,
+                               dilations=_v1_dilations(rate, dilations),
+                               name=name)
+
+
+def _tf_v1_separable_conv2d(input, depthwise_filter, pointwise_filter,  # pylint: disable=redefined-builtin
+                            strides, padding, rate=None, name=None,
+                            data_format=None, dilations=None):
+  if _grad.in_xla_context():
+    return _stock_fn(_TF_V1_NN, "separable_conv2d")(
+        input, depthwise_filter, pointwise_filter, strides, padding,
+        rate=rate, name=name, data_format=data_format, dilations=dilations)
+  return _ops.separable_conv2d(input, depthwise_filter, pointwise_filter,
+                               strides, padding, data_format=data_format,
+                               dilations=_v1_dilations(rate, dilations),
+                               name=name)
+
+
 def _routes():
   """{(module name, attribute): dwop's replacement} for importable modules."""
   routes = {}
@@ -258,6 +292,9 @@ def _routes():
           module_name)
       routes[(module_name, "separable_conv2d")] = _tf_separable_conv2d(
           module_name)
+  if _module(_TF_V1_NN) is not None:  # (its signatures: `rate` too)
+    routes[(_TF_V1_NN, "depthwise_conv2d")] = _tf_v1_depthwise_conv2d
+    routes[(_TF_V1_NN, "separable_conv2d")] = _tf_v1_separable_conv2d
   keras_nn = _module(_KERAS_NN)
   if keras_nn is not None:
     routes[(_KERAS_NN, "depthwise_conv")] = _keras_depthwise_conv

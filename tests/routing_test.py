@@ -142,6 +142,14 @@ def _functional_cases():
   def tf_separable(x, w, p):
     return tf.nn.separable_conv2d(x, w, p, [1, 2, 2, 1], "VALID")
 
+  def tf_v1_depthwise(x, w):  # (the v1 API's dilations may be `rate`)
+    return tf.compat.v1.nn.depthwise_conv2d(x, w, [1, 1, 1, 1], "SAME",
+                                            rate=[2, 1])
+
+  def tf_v1_separable(x, w, p):
+    return tf.compat.v1.nn.separable_conv2d(x, w, p, [1, 1, 1, 1], "SAME",
+                                            rate=[1, 2])
+
   return [
       ("keras_ops_depthwise_conv", keras_depthwise, (2, 9, 8, 4),
        [(3, 3, 4, 2)], False),
@@ -154,6 +162,10 @@ def _functional_cases():
       ("tf_nn_depthwise_conv2d", tf_depthwise, (2, 9, 8, 4),
        [(3, 3, 4, 2)], False),
       ("tf_nn_separable_conv2d", tf_separable, (2, 9, 8, 4),
+       [(3, 3, 4, 2), (1, 1, 8, 5)], True),
+      ("tf_compat_v1_depthwise_conv2d", tf_v1_depthwise, (2, 9, 8, 4),
+       [(3, 3, 4, 2)], False),
+      ("tf_compat_v1_separable_conv2d", tf_v1_separable, (2, 9, 8, 4),
        [(3, 3, 4, 2), (1, 1, 8, 5)], True),
   ]
 
@@ -281,6 +293,8 @@ class SwitchTest(RoutingTestCase):
         "keras_conv": keras_nn.conv,
         "tf_depthwise": tf.nn.depthwise_conv2d,
         "tf_separable": tf.nn.separable_conv2d,
+        "tf_v1_depthwise": tf.compat.v1.nn.depthwise_conv2d,
+        "tf_v1_separable": tf.compat.v1.nn.separable_conv2d,
     }
 
     def now():
@@ -290,6 +304,8 @@ class SwitchTest(RoutingTestCase):
           "keras_conv": keras_nn.conv,
           "tf_depthwise": tf.nn.depthwise_conv2d,
           "tf_separable": tf.nn.separable_conv2d,
+          "tf_v1_depthwise": tf.compat.v1.nn.depthwise_conv2d,
+          "tf_v1_separable": tf.compat.v1.nn.separable_conv2d,
       }
 
     dwop.enable()
