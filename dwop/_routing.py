@@ -255,29 +255,26 @@ def _v1_dilations(rate, dilations):
   return dilations if rate is None else rate
 
 
-def _tf_v1_depthwise_conv2d(input, filter, strides, padding, rate=None,  # pylint: disable=redefined-builtin
-                            name=None, data_format=None, dilations=None):
-  if _grad.in_xla_context():
-    return _stock_fn(_TF_V1_NN, "depthwise_conv2d")(
-        input, filter, strides, padding, rate=rate, name=name,
-        data_format=data_format, dilations=dilations)
-  return _ops.depthwise_conv2d(input, filter, strides, padding,
-                               data_format=data_format,
-                               dilations=_v1_dilations(rate, dilations),
-                               name=name)
+def _tf_v1_depthwise_conv2d(routed):
+  """`tf.compat.v1.nn.depthwise_conv2d`'s signature over `routed` (a v2 one)."""
+  def depthwise_conv2d(input, filter, strides, padding, rate=None, name=None,  # pylint: disable=redefined-builtin
+                       data_format=None, dilations=None):
+    return routed(input, filter, strides, padding, data_format=data_format,
+                  dilations=_v1_dilations(rate, dilations), name=name)
+  depthwise_conv2d.__doc__ = _ops.depthwise_conv2d.__doc__
+  return depthwise_conv2d
 
 
-def _tf_v1_separable_conv2d(input, depthwise_filter, pointwise_filter,  # pylint: disable=redefined-builtin
-                            strides, padding, rate=None, name=None,
-                            data_format=None, dilations=None):
-  if _grad.in_xla_context():
-    return _stock_fn(_TF_V1_NN, "separable_conv2d")(
-        input, depthwise_filter, pointwise_filter, strides, padding,
-        rate=rate, name=name, data_format=data_format, dilations=dilations)
-  return _ops.separable_conv2d(input, depthwise_filter, pointwise_filter,
-                               strides, padding, data_format=data_format,
-                               dilations=_v1_dilations(rate, dilations),
-                               name=name)
+def _tf_v1_separable_conv2d(routed):
+  """`tf.compat.v1.nn.separable_conv2d`'s signature over `routed` (a v2 one)."""
+  def separable_conv2d(input, depthwise_filter, pointwise_filter, strides,  # pylint: disable=redefined-builtin
+                       padding, rate=None, name=None, data_format=None,
+                       dilations=None):
+    return routed(input, depthwise_filter, pointwise_filter, strides, padding,
+                  data_format=data_format,
+                  dilations=_v1_dilations(rate, dilations), name=name)
+  separable_conv2d.__doc__ = _ops.separable_conv2d.__doc__
+  return separable_conv2d
 
 
 def _routes():
@@ -293,8 +290,12 @@ def _routes():
       routes[(module_name, "separable_conv2d")] = _tf_separable_conv2d(
           module_name)
   if _module(_TF_V1_NN) is not None:  # (its signatures: `rate` too)
-    routes[(_TF_V1_NN, "depthwise_conv2d")] = _tf_v1_depthwise_conv2d
-    routes[(_TF_V1_NN, "separable_conv2d")] = _tf_v1_separable_conv2d
+    # (Inside XLA the v2 replacements call the stock v1 functions, which
+    # take `dilations` as well.)
+    routes[(_TF_V1_NN, "depthwise_conv2d")] = _tf_v1_depthwise_conv2d(
+        _tf_depthwise_conv2d(_TF_V1_NN))
+    routes[(_TF_V1_NN, "separable_conv2d")] = _tf_v1_separable_conv2d(
+        _tf_separable_conv2d(_TF_V1_NN))
   keras_nn = _module(_KERAS_NN)
   if keras_nn is not None:
     routes[(_KERAS_NN, "depthwise_conv")] = _keras_depthwise_conv
