@@ -369,9 +369,8 @@ constexpr int64_t kOddBlock = 7;
 // wider than the filter, or not much narrower: none of their columns go
 // singly). A ramp block of 4 or 8 columns whose taps all shift by one goes
 // in the diagonal kernel (measured 8-26% faster on 13x13 and 27x27 filters
-// over 4 and 8 columns), if it has max_diagonal columns at most.
-bool RampTiling(int64_t pi, int64_t max_block, int64_t max_diagonal,
-                ConvPlanStorage* s) {
+// over 4 and 8 columns).
+bool RampTiling(int64_t pi, int64_t max_block, ConvPlanStorage* s) {
   const int64_t count = s->phases[pi].count;
   std::vector<ColGroup> blocks;
   for (int64_t q = 0; q < count;) {
@@ -395,7 +394,6 @@ bool RampTiling(int64_t pi, int64_t max_block, int64_t max_diagonal,
       return false;
     }
     if (g.low_taps == width - 1 && g.high_taps == width - 1) {
-      if (width > max_diagonal) return false;
       const int64_t first =
           s->phases[pi].dst_begin + g.q * s->phases[pi].dst_step;
       g = ColGroup{pi, g.q, width, s->tap_lo[first], s->tap_hi[first]};
@@ -421,12 +419,11 @@ bool RampTiling(int64_t pi, int64_t max_block, int64_t max_diagonal,
 // (GroupWidth), which stop where a run of 4 columns with the same taps
 // starts (so that a narrow edge goes singly, with several channel blocks
 // at once), or singly.
-void MakeColGroups(int64_t max_block, int64_t max_diagonal,
-                   ConvPlanStorage* s) {
+void MakeColGroups(int64_t max_block, ConvPlanStorage* s) {
   s->col_groups.clear();
   std::vector<ColGroup> singles;
   for (int64_t pi = 0; pi < static_cast<int64_t>(s->phases.size()); ++pi) {
-    if (RampTiling(pi, max_block, max_diagonal, s)) continue;
+    if (RampTiling(pi, max_block, s)) continue;
     const ColPhase& ph = s->phases[pi];
     // Where the next run of at least 4 columns with the same taps (some)
     // starts.
@@ -456,11 +453,11 @@ void MakeColGroups(int64_t max_block, int64_t max_diagonal,
         next_run(q);
         continue;
       }
-      // A diagonal run: blocks of max_diagonal (or 4) columns, the last one
+      // A diagonal run: blocks of max_block (or 4) columns, the last one
       // overlapping the one before.
       const int64_t diagonal = DiagonalRun(*s, ph, q, run_start);
       if (diagonal >= 4) {
-        const int64_t width = diagonal >= max_diagonal ? max_diagonal : 4;
+        const int64_t width = diagonal >= max_block ? max_block : 4;
         for (int64_t left = diagonal; left > 0;) {
           const int64_t start = q + std::min<int64_t>(0, left - width);
           const int64_t col = ph.dst_begin + start * ph.dst_step;
@@ -610,9 +607,12 @@ void MakeConvPlan(const Geometry& g, DType dtype, bool input_grad, Isa isa,
   MakeRowTaps(g, input_grad, s);
   MakePhases(g, input_grad, s);
   // Register blocks of 8 columns (16 measured slower on AVX-512: more edge
-  // blocks); diagonal ones of 8 where 8 sums, 8 filter vectors and a src
-  // vector fit the registers, else 4.
-  MakeColGroups(8, info.registers > 2 * 8 ? 8 : 4, s);
+  // blocks), diagonal ones too. With 16 registers (AVX2, the portable
+  // level) the 8 sums, 8 filter vectors and a src vector of a diagonal
+  // block of 8 do not all fit, yet the compiler's filter operands from L1
+  // kept it 1.2x faster than blocks of 4, whose sums wait on the FMA
+  // latency (27x27 filters over 14x14 and 8x8 maps, Zen 1).
+  MakeColGroups(8, s);
   for (int64_t r = 0; r < p.dst_rows; ++r) {
     p.max_row_taps =
         std::max(p.max_row_taps, s->row_tap_first[r + 1] - s->row_tap_first[r]);
