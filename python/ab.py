@@ -80,11 +80,11 @@ class Call:
                    "filter_grad": (x, dy, case.filter)}[op]
     self.out = cabi.aligned_empty(shape, x.dtype)
     self.buffers = (a, b, self.out)  # the pointers do not keep them alive
+    self.pointers = [v.ctypes.data_as(ctypes.c_void_p) for v in self.buffers]
     self.error = ctypes.create_string_buffer(1024)
 
   def __call__(self, threads):
-    status = self.fn(ctypes.byref(self.problem),
-                     *[v.ctypes.data_as(ctypes.c_void_p) for v in self.buffers],
+    status = self.fn(ctypes.byref(self.problem), *self.pointers,
                      ctypes.c_int32(threads), self.error,
                      ctypes.sizeof(self.error))
     if status != 0:
@@ -92,17 +92,19 @@ class Call:
 
 
 def set_env(env, keys):
-  """Makes exactly `env` of the variant keys `keys` set."""
+  """Sets the keys `keys` to their values in `env`, unsets those it lacks."""
   for key in keys:
-    if key in env:
+    if env.get(key) is not None:
       os.environ[key] = env[key]
     else:
       os.environ.pop(key, None)
 
 
 def time_op(calls, envs, args):
-  """Median milliseconds per variant over the rounds."""
+  """Median milliseconds per variant over the rounds; the environment as it
+  was afterwards."""
   keys = {k for env in envs for k in env}
+  before = {k: os.environ.get(k) for k in keys}
   samples = [[] for _ in calls]
   for rnd in range(args.rounds + 1):  # round 0 warms up
     for i, (call, env) in enumerate(zip(calls, envs)):
@@ -115,7 +117,7 @@ def time_op(calls, envs, args):
         times.append(time.perf_counter() - t)
       if rnd:
         samples[i].append(1e3 * float(np.median(times)))
-  set_env({}, keys)
+  set_env(before, keys)
   return [float(np.median(s)) for s in samples]
 
 

@@ -50,10 +50,13 @@ class RunTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.saved = os.environ.pop("DWOP_CPU_PLAN", None)
+    self.saved = os.environ.get("DWOP_CPU_PLAN")
+    os.environ["DWOP_CPU_PLAN"] = "band=2"  # the run must put it back
 
   def tearDown(self):
-    if self.saved is not None:
+    if self.saved is None:
+      os.environ.pop("DWOP_CPU_PLAN")
+    else:
       os.environ["DWOP_CPU_PLAN"] = self.saved
     super().tearDown()
 
@@ -73,7 +76,7 @@ class RunTest(absltest.TestCase):
                  "8x16x16x16x3")
     self.assertNotIn("DIFF", lines[0])
     self.assertIn("DIFF", lines[1])
-    self.assertNotIn("DWOP_CPU_PLAN", os.environ)  # restored
+    self.assertEqual(os.environ["DWOP_CPU_PLAN"], "band=2")  # restored
 
 
 if __name__ == "__main__":
