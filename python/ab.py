@@ -21,13 +21,13 @@ tool: the benchmark is python/bench.py.
 """
 
 import argparse
-import ctypes
 import os
 import sys
 import time
 
 import numpy as np
 
+import bench
 import cabi
 import cases as case_table
 from testing import numpy_dtype
@@ -65,32 +65,6 @@ def parse_variant(text):
   return lib or None, env
 
 
-class Call:
-  """One variant's op on one case: preallocated buffers, a timed call."""
-
-  def __init__(self, lib, op, case, arrays):
-    self.fn = getattr(lib.lib, f"dwop_{op}_cpu")
-    x, f, dy = arrays
-    self.problem = lib.problem(case.dtype, case.input_shape, case.filter,
-                               case.out_backprop_shape, case.tf_strides,
-                               case.tf_padding, case.data_format,
-                               case.tf_dilations)
-    a, b, shape = {"forward": (x, f, case.out_backprop_shape),
-                   "input_grad": (f, dy, case.input_shape),
-                   "filter_grad": (x, dy, case.filter)}[op]
-    self.out = cabi.aligned_empty(shape, x.dtype)
-    self.buffers = (a, b, self.out)  # the pointers do not keep them alive
-    self.pointers = [v.ctypes.data_as(ctypes.c_void_p) for v in self.buffers]
-    self.error = ctypes.create_string_buffer(1024)
-
-  def __call__(self, threads):
-    status = self.fn(ctypes.byref(self.problem), *self.pointers,
-                     ctypes.c_int32(threads), self.error,
-                     ctypes.sizeof(self.error))
-    if status != 0:
-      raise cabi.DwopError(str(status), self.error.value.decode())
-
-
 def set_env(env, keys):
   """Sets the keys `keys` to their values in `env`, unsets those it lacks."""
   for key in keys:
@@ -101,11 +75,12 @@ def set_env(env, keys):
 
 
 def time_op(calls, envs, args):
-  """Median milliseconds per variant over the rounds; the environment as it
-  was afterwards."""
+  """(median milliseconds, result) per variant over the rounds; the
+  environment as it was afterwards."""
   keys = {k for env in envs for k in env}
   before = {k: os.environ.get(k) for k in keys}
   samples = [[] for _ in calls]
+  results = [None] * len(calls)
   for rnd in range(args.rounds + 1):  # round 0 warms up
     for i, (call, env) in enumerate(zip(calls, envs)):
       set_env(env, keys)
@@ -113,12 +88,12 @@ def time_op(calls, envs, args):
       start = time.perf_counter()
       while len(times) < 3 or time.perf_counter() - start < args.seconds:
         t = time.perf_counter()
-        call(args.threads)
+        results[i] = call()
         times.append(time.perf_counter() - t)
       if rnd:
         samples[i].append(1e3 * float(np.median(times)))
   set_env(before, keys)
-  return [float(np.median(s)) for s in samples]
+  return [float(np.median(s)) for s in samples], results
 
 
 def main(argv=None):
@@ -148,14 +123,16 @@ def main(argv=None):
     # order shows as DIFF.
     rng = np.random.default_rng(0)
     arrays = tuple(
-        cabi.aligned(rng.standard_normal(shape).astype(numpy_dtype(case.dtype)))
+        rng.standard_normal(shape).astype(numpy_dtype(case.dtype))
         for shape in (case.input_shape, case.filter, case.out_backprop_shape))
     label = case.name + ("" if case.dtype == "float32" else f":{case.dtype}")
     for op in ops:
-      calls = [Call(libs[path], op, case, arrays) for path, _ in variants]
-      ms = time_op(calls, [env for _, env in variants], args)
-      same = all(np.array_equal(calls[0].out.view(np.uint8),
-                                c.out.view(np.uint8)) for c in calls[1:])
+      # The benchmark's C ABI call: 64-byte aligned copies of the buffers.
+      calls = [bench.cabi_call(libs[path], cabi, op, case, arrays, args.threads)
+               for path, _ in variants]
+      ms, results = time_op(calls, [env for _, env in variants], args)
+      same = all(np.array_equal(results[0].view(np.uint8), r.view(np.uint8))
+                 for r in results[1:])
       cells = [f"{m:8.3f}" for m in ms] + [f"{ms[0] / m:6.3f}x" for m in ms[1:]]
       print(f"{label:32s} {op:11s} {' '.join(cells)}"
             f"{'' if same else '  DIFF'}", flush=True)

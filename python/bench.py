@@ -115,7 +115,7 @@ def relative_error(result, oracle):
 # Worker: one process per TensorFlow setting.
 
 
-def _cabi_impl(lib, cabi, op, case, arrays, threads):
+def cabi_call(lib, cabi, op, case, arrays, threads):
   """dwop_<op>_cpu on preallocated buffers (no allocation or poisoning in
   the timed call), or None when the C ABI lacks the entry point."""
   fn = getattr(lib.lib, f"dwop_{op}_cpu", None)
@@ -240,7 +240,7 @@ def _worker(onednn):
       impls[f"{op}/dwop"] = (lambda e=entry, a=first, b=second, c=third:
                              e(a, b, *c, *conv))
       for threads in (1, 2):
-        call = _cabi_impl(lib, cabi, op, case, arrays, threads)
+        call = cabi_call(lib, cabi, op, case, arrays, threads)
         if call is None:
           state["missing"][f"{op}/dwop_{threads}t"] = (
               f"the C ABI has no dwop_{op}_cpu")
